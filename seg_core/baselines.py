@@ -1,0 +1,1 @@
+"""Classical baselines (placeholder module filled in by the evaluation work)."""

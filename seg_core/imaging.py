@@ -1,0 +1,161 @@
+"""Image decoding, validation and the one preprocessing function.
+
+Training, evaluation and inference all call :func:`preprocess` and
+:func:`resize_probability`, so the network sees photos the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from seg_core.config import INPUT_SIZE
+
+# 50 megapixels admits an 8000x6000 camera photo; larger images are refused
+# before decoding so a tiny "decompression bomb" file cannot exhaust memory.
+MAX_PIXELS = 50_000_000
+MAX_SIDE = 12_000
+
+ImageSource = bytes | str | Path | BinaryIO | Image.Image
+
+
+class InvalidImageError(ValueError):
+    """The input cannot be used as a photo or mask; the message says why."""
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise InvalidImageError("the file is empty (0 bytes)")
+        source = io.BytesIO(bytes(source))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except FileNotFoundError as exc:
+        raise InvalidImageError(f"no such file: {source}") from exc
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"not a readable image ({_reason(exc)})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"not a readable image ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "unrecognised file format"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"declares more than {MAX_PIXELS:,} pixels"
+    return str(exc) or type(exc).__name__
+
+
+def check_size(width: int, height: int) -> None:
+    """Refuse images that are empty or larger than the documented limits."""
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"image has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise InvalidImageError(
+            f"image is too large ({width}x{height}); the limit is {MAX_PIXELS // 1_000_000} "
+            f"megapixels and {MAX_SIDE} pixels a side"
+        )
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels become white, as a viewer would show them on a page.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(source: ImageSource) -> np.ndarray:
+    """Decode a photo into an RGB ``uint8`` array of shape (H, W, 3).
+
+    Applies the EXIF orientation (so the array matches what a viewer shows),
+    takes the first frame of animations, and converts grey, palette, alpha,
+    CMYK and 16-bit images to 8-bit RGB.
+
+    Raises:
+        InvalidImageError: empty, unreadable, truncated, or too large input.
+    """
+    img = _open(source)
+    check_size(*img.size)
+    try:
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(img)
+        return np.asarray(rgb, dtype=np.uint8).copy()
+    except InvalidImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError) as exc:
+        raise InvalidImageError(f"the image is corrupt or truncated ({_reason(exc)})") from exc
+
+
+def load_mask(source: ImageSource) -> np.ndarray:
+    """Decode a ground-truth mask into a boolean array (True = butterfly).
+
+    Two conventions are detected from the pixel values: the official Leeds
+    palette masks (values 1 and 3 are foreground, everything else background)
+    and 8-bit masks with 0 = background, 255 = foreground and anti-aliased
+    edges, binarised at 128.
+
+    Raises:
+        InvalidImageError: the file is not a readable image.
+    """
+    img = _open(source)
+    check_size(*img.size)
+    try:
+        img.load()
+        if img.mode == "P":
+            values = np.asarray(img)
+        else:
+            values = np.asarray(img.convert("L"))
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"the mask is corrupt or truncated ({_reason(exc)})") from exc
+    if values.max(initial=0) <= 3:
+        return (values == 1) | (values == 3)
+    return values >= 128
+
+
+def preprocess(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """The network's view of a photo: resized to (size, size), float32 in [0, 1]."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InvalidImageError(f"expected an RGB uint8 array, got {rgb.dtype} {rgb.shape}")
+    resized = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32) / 255.0
+
+
+def resize_mask(mask: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """Resize a boolean mask to (size, size) the way photos are resized, as float32 0/1."""
+    img = Image.fromarray(mask.astype(np.float32), "F")
+    return (np.asarray(img.resize((size, size), Image.Resampling.BILINEAR)) >= 0.5).astype(np.float32)
+
+
+def resize_probability(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinearly resize a 2-D probability map back to the photo's (height, width)."""
+    img = Image.fromarray(np.asarray(prob, dtype=np.float32), "F")
+    out = np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.clip(out, 0.0, 1.0)
+
+
+def to_png_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W), (H, W, 3) or (H, W, 4) array, or a bool mask, as PNG."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
