@@ -149,6 +149,20 @@ def species_names(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
     return names
 
 
+SPECIES_FILE = REPO_ROOT / "models" / "species.json"
+
+
+def write_species(root: str | os.PathLike, path: Path = SPECIES_FILE) -> None:
+    """Store species names beside the results so the dashboard needs no dataset."""
+    names = {code: {"latin": latin, "common": common} for code, (latin, common) in species_names(root).items()}
+    Path(path).write_text(json.dumps(names, indent=1) + "\n")
+
+
+def load_species(path: Path = SPECIES_FILE) -> dict[str, dict[str, str]]:
+    """Species code -> {"latin": ..., "common": ...} from the committed file."""
+    return json.loads(Path(path).read_text())
+
+
 def make_split(
     ids: list[str], seed: int = 42, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
 ) -> dict[str, list[str]]:
@@ -214,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     print({name: len(ids) for name, ids in split.items()})
     if args.write_split:
         write_split(split, args.out, args.seed, fractions)
-        print(f"wrote {args.out}")
+        write_species(scan.root)
+        print(f"wrote {args.out} and {SPECIES_FILE}")
 
 
 if __name__ == "__main__":

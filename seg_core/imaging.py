@@ -120,10 +120,7 @@ def load_mask(source: ImageSource) -> np.ndarray:
     check_size(*img.size)
     try:
         img.load()
-        if img.mode == "P":
-            values = np.asarray(img)
-        else:
-            values = np.asarray(img.convert("L"))
+        values = np.asarray(img) if img.mode == "P" else np.asarray(img.convert("L"))
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"the mask is corrupt or truncated ({_reason(exc)})") from exc
     if values.max(initial=0) <= 3:

@@ -105,7 +105,7 @@ class UNetPredictor(Predictor):
         batch = np.stack([preprocess(img, self.config.input_size) for img in images])
         with self._lock:
             out = self._forward(batch)[..., 0]
-        return [resize_probability(p, *img.shape[:2]) for p, img in zip(out, images)]
+        return [resize_probability(p, *img.shape[:2]) for p, img in zip(out, images, strict=False)]
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.predict_batch([image])[0]

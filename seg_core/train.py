@@ -46,7 +46,7 @@ class TrainSequence(keras.utils.PyDataset):
         self.epoch = 0
         self.order = np.random.default_rng((seed, 0)).permutation(len(images))
         if augment is None:
-            self.plain = [(preprocess(i, size), resize_mask(m, size)) for i, m in zip(images, masks)]
+            self.plain = [(preprocess(i, size), resize_mask(m, size)) for i, m in zip(images, masks, strict=False)]
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -87,7 +87,7 @@ class Validator(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         prob = self.model.predict(self.x_val, batch_size=16, verbose=0)
         total = Confusion()
-        for p, t in zip(prob[..., 0] >= 0.5, self.y_val >= 0.5):
+        for p, t in zip(prob[..., 0] >= 0.5, self.y_val >= 0.5, strict=False):
             total = total + confusion(p, t)
         metrics = {f"val_{k}": v for k, v in all_metrics(total).items()}
         logs.update(metrics)
