@@ -94,9 +94,7 @@ def scan_dataset(root: str | os.PathLike) -> DatasetScan:
     for path in sorted((root / "images").iterdir()):
         if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
             images.setdefault(path.stem, path)
-    masks = {
-        p.name[: -len("_seg0.png")]: p for p in sorted((root / "segmentations").glob("*_seg0.png"))
-    }
+    masks = {p.name[: -len("_seg0.png")]: p for p in sorted((root / "segmentations").glob("*_seg0.png"))}
     for sid, image_path in images.items():
         if sid in masks:
             scan.samples.append(Sample(sid, image_path, masks[sid]))

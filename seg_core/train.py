@@ -184,8 +184,14 @@ def train(args: argparse.Namespace) -> Path:
 
     augment = None if args.no_augment else AugmentConfig()
     seq = TrainSequence(
-        train_images, train_masks, args.batch_size, config.input_size, augment, args.seed,
-        workers=args.workers, use_multiprocessing=False,
+        train_images,
+        train_masks,
+        args.batch_size,
+        config.input_size,
+        augment,
+        args.seed,
+        workers=args.workers,
+        use_multiprocessing=False,
     )
     steps = len(seq) * args.epochs
     if args.schedule == "cosine":
@@ -197,9 +203,7 @@ def train(args: argparse.Namespace) -> Path:
     model = create_model(args.model, **overrides)
     model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=args.weight_decay), loss=LOSSES[args.loss])
     save_config(config, args.model, out_dir)
-    validator = Validator(
-        x_val, y_val, out_dir, args.patience, create_model(args.model, **overrides), args.time_limit
-    )
+    validator = Validator(x_val, y_val, out_dir, args.patience, create_model(args.model, **overrides), args.time_limit)
     started = time.time()
     model.fit(seq, epochs=args.epochs, callbacks=[validator], verbose=2)
     seconds = time.time() - started
@@ -212,7 +216,12 @@ def train(args: argparse.Namespace) -> Path:
         "parameters": int(model.count_params()),
         "input_size": config.input_size,
         "loss": args.loss,
-        "optimizer": {"name": "AdamW", "peak_lr": args.lr, "schedule": args.schedule, "weight_decay": args.weight_decay},
+        "optimizer": {
+            "name": "AdamW",
+            "peak_lr": args.lr,
+            "schedule": args.schedule,
+            "weight_decay": args.weight_decay,
+        },
         "batch_size": args.batch_size,
         "augmentation": augment.to_dict() if augment else None,
         "epochs_run": len(validator.rows),
