@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -175,6 +176,8 @@ def train(args: argparse.Namespace) -> Path:
     split = data.load_split(args.split)
     train_samples = data.split_samples(scan, split, "train")[: args.limit]
     val_samples = data.split_samples(scan, split, "val")[: args.limit]
+    if not train_samples or not val_samples:
+        raise data.DatasetNotFoundError(f"{args.split} selects no train or no val photos in {root}")
     t0 = time.time()
     train_samples, train_images, train_masks = data.load_pairs(train_samples)
     val_samples, val_images, val_masks = data.load_pairs(val_samples)
@@ -239,7 +242,7 @@ def train(args: argparse.Namespace) -> Path:
         "backend": keras.backend.backend(),
         "device": platform.machine() + " " + (platform.processor() or ""),
         "library_versions": library_versions(),
-        "command": "python -m seg_core.train " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "-m", "seg_core.train", *sys.argv[1:]]),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     print(f"best val IoU {validator.best_iou:.4f} at epoch {validator.best_epoch}; wrote {out_dir}")

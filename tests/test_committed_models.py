@@ -1,0 +1,42 @@
+"""The weights committed in models/ load and segment real sample photos well."""
+
+import json
+
+import pytest
+
+from seg_core.config import CARD_FILE
+from seg_core.data import REPO_ROOT, file_sha256, SPLIT_FILE, load_split
+from seg_core.imaging import load_image, load_mask
+from seg_core.inference import load_predictor, threshold_mask, trained_models
+from seg_core.metrics import confusion, iou
+
+SAMPLES = REPO_ROOT / "samples"
+PHOTOS = sorted((SAMPLES / "images").glob("*.jpg"))
+
+
+def test_three_recipes_are_committed():
+    assert {"unet-best", "unet-bce", "unet-light"} <= set(trained_models())
+    assert trained_models()[0] == "unet-best"
+
+
+def test_samples_come_from_the_test_split():
+    test_ids = set(load_split()["test"])
+    assert len(PHOTOS) == 10 and all(p.stem in test_ids for p in PHOTOS)
+
+
+@pytest.mark.parametrize("name", ["unet-best", "unet-bce", "unet-light"])
+def test_model_card_pins_the_split(name):
+    card = json.loads((REPO_ROOT / "models" / name / CARD_FILE).read_text())
+    assert card["split_sha256"] == file_sha256(SPLIT_FILE)
+    assert card["parameters"] > 0 and card["input_size"] == 256 and card["loss"] in {"bce", "bce_dice"}
+
+
+@pytest.mark.parametrize("name", ["unet-best", "unet-bce", "unet-light"])
+def test_committed_model_segments_sample_photos(name):
+    predictor = load_predictor(name)
+    for photo in PHOTOS[:4]:
+        image = load_image(photo)
+        truth = load_mask(SAMPLES / "masks" / f"{photo.stem}_seg0.png")
+        mask = threshold_mask(predictor.predict_proba(image))
+        assert mask.shape == truth.shape
+        assert iou(confusion(mask, truth)) > 0.8, photo.name
