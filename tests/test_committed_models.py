@@ -5,7 +5,7 @@ import json
 import pytest
 
 from seg_core.config import CARD_FILE
-from seg_core.data import REPO_ROOT, file_sha256, SPLIT_FILE, load_split
+from seg_core.data import REPO_ROOT, SPLIT_FILE, file_sha256, load_split
 from seg_core.imaging import load_image, load_mask
 from seg_core.inference import load_predictor, threshold_mask, trained_models
 from seg_core.metrics import confusion, iou
