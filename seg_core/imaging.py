@@ -6,13 +6,15 @@ Training, evaluation and inference all call :func:`preprocess` and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from seg_core.config import INPUT_SIZE
 
@@ -32,37 +34,78 @@ def _open(source: ImageSource) -> Image.Image:
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise InvalidImageError("the file is empty (0 bytes)")
         source = io.BytesIO(bytes(source))
+    if _is_empty(source):
+        raise InvalidImageError("the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(source)
     except FileNotFoundError as exc:
         raise InvalidImageError(f"no such file: {source}") from exc
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses these from the header alone, before any pixel is decoded.
+        raise InvalidImageError(
+            f"image is too large (over {Image.MAX_IMAGE_PIXELS // 1_000_000} megapixels); the limit is {_LIMITS}"
+        ) from exc
+    except Exception as exc:  # Pillow's format plugins raise many unrelated types on malformed headers
         raise InvalidImageError(f"not a readable image ({_reason(exc)})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"not a readable image ({_reason(exc)})") from exc
+
+
+def _is_empty(source: str | Path | BinaryIO) -> bool:
+    # Pillow would only say "unrecognised format" about an empty upload.
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return path.is_file() and path.stat().st_size == 0
+    return isinstance(source, io.BytesIO) and source.getbuffer().nbytes == 0
+
+
+@contextlib.contextmanager
+def _decoding(what: str) -> Iterator[None]:
+    """Turn any failure while decoding pixels into :class:`InvalidImageError`."""
+    try:
+        yield
+    except InvalidImageError:
+        raise
+    except Exception as exc:  # a hostile file can make a Pillow decoder raise almost any type
+        raise InvalidImageError(f"the {what} is corrupt or truncated ({_reason(exc)})") from exc
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "unrecognised file format"
-    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"declares more than {MAX_PIXELS:,} pixels"
     return str(exc) or type(exc).__name__
 
 
+_LIMITS = f"{MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side"
+
+
 def check_size(width: int, height: int) -> None:
-    """Refuse images that are empty or larger than the documented limits."""
+    """Refuse images that are empty or larger than the documented limits.
+
+    Raises:
+        InvalidImageError: a side is 0, or the image exceeds ``MAX_PIXELS`` or ``MAX_SIDE``.
+    """
     if width < 1 or height < 1:
         raise InvalidImageError(f"image has no pixels ({width}x{height})")
     if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise InvalidImageError(f"image is too large ({width}x{height}); the limit is {_LIMITS}")
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray) -> None:
+    """Refuse a mask that was not made for this photo (its size differs).
+
+    Args:
+        image: the decoded photo, (H, W) or (H, W, C).
+        mask: the decoded mask, (H, W).
+
+    Raises:
+        InvalidImageError: the two sizes differ; the message gives both as width x height.
+    """
+    (ih, iw), (mh, mw) = image.shape[:2], mask.shape[:2]
+    if (ih, iw) != (mh, mw):
         raise InvalidImageError(
-            f"image is too large ({width}x{height}); the limit is {MAX_PIXELS // 1_000_000} "
-            f"megapixels and {MAX_SIDE} pixels a side"
+            f"the mask is {mw}x{mh} pixels but the photo is {iw}x{ih}; use the mask made for this photo"
         )
 
 
@@ -78,7 +121,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def load_image(source: ImageSource) -> np.ndarray:
@@ -93,16 +136,14 @@ def load_image(source: ImageSource) -> np.ndarray:
     """
     img = _open(source)
     check_size(*img.size)
-    try:
+    with _decoding("image"):
         img.seek(0)
         img.load()
-        img = ImageOps.exif_transpose(img)
+        # exif_transpose copies even when there is nothing to do: 190 MB for a 48 MP photo.
+        if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            img = ImageOps.exif_transpose(img)
         rgb = _to_rgb(img)
         return np.asarray(rgb, dtype=np.uint8).copy()
-    except InvalidImageError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, TypeError) as exc:
-        raise InvalidImageError(f"the image is corrupt or truncated ({_reason(exc)})") from exc
 
 
 def load_mask(source: ImageSource) -> np.ndarray:
@@ -118,11 +159,9 @@ def load_mask(source: ImageSource) -> np.ndarray:
     """
     img = _open(source)
     check_size(*img.size)
-    try:
+    with _decoding("mask"):
         img.load()
         values = np.asarray(img) if img.mode == "P" else np.asarray(img.convert("L"))
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(f"the mask is corrupt or truncated ({_reason(exc)})") from exc
     if values.max(initial=0) <= 3:
         return (values == 1) | (values == 3)
     return values >= 128

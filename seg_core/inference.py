@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg_core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, load_config
+from seg_core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, UNetConfig, load_config
 from seg_core.data import REPO_ROOT
 from seg_core.imaging import ImageSource, load_image, preprocess, resize_probability
 
@@ -90,6 +90,22 @@ class UNetPredictor(Predictor):
         self._forward = self._compile(keras.backend.backend())
         self.load_seconds = time.perf_counter() - started
 
+    @classmethod
+    def from_model(cls, model, config: UNetConfig, name: str) -> UNetPredictor:
+        """Wrap an already built Keras U-Net (e.g. random weights, as a latency reference).
+
+        The wrapper has no folder: ``card`` is empty, ``load_seconds`` is 0 and
+        ``info()`` reports no file size.
+        """
+        import keras
+
+        predictor = cls.__new__(cls)
+        predictor.directory, predictor.name, predictor.card, predictor.load_seconds = None, name, {}, 0.0
+        predictor.arch, predictor.config, predictor.model = model.name, config, model
+        predictor._lock = threading.Lock()
+        predictor._forward = predictor._compile(keras.backend.backend())
+        return predictor
+
     def _compile(self, backend: str) -> Callable[[np.ndarray], np.ndarray]:
         if backend == "tensorflow":
             import tensorflow as tf
@@ -117,7 +133,7 @@ class UNetPredictor(Predictor):
             "architecture": self.arch,
             "recipe": self.card.get("recipe", ""),
             "parameters": int(self.model.count_params()),
-            "file_mb": round((self.directory / WEIGHTS_FILE).stat().st_size / 1e6, 2),
+            "file_mb": round((self.directory / WEIGHTS_FILE).stat().st_size / 1e6, 2) if self.directory else None,
         }
 
 

@@ -1,0 +1,259 @@
+"""Validation metrics page: charts over the committed test-set evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import ui_common
+from seg_core import app_support, results
+from seg_core.data import dataset_available, scan_dataset
+from seg_core.inference import DEFAULT_MODEL, threshold_mask
+from seg_core.postprocess import error_overlay
+
+ui_common.require_app_navigation()
+
+METRIC_LABELS = {"iou": "IoU", "dice": "Dice", "accuracy": "Pixel accuracy", "mean_iou": "Mean IoU (2 classes)"}
+GALLERY_SIZE = 6
+
+
+@st.cache_data(show_spinner=False)
+def scored(path: str, mtime: float) -> pd.DataFrame:
+    """Evaluation rows with per-photo metrics, cached until the file changes."""
+    return results.with_metrics(results.load_eval(path))
+
+
+@st.cache_data(show_spinner=False)
+def curves(path: str, mtime: float, mode: str) -> pd.DataFrame:
+    """Metrics against threshold for every model, cached until the file changes."""
+    return results.threshold_curves(results.load_eval(path), mode)
+
+
+@st.cache_resource(show_spinner=False)
+def dataset_photos(root: str) -> dict[str, tuple[str, str]]:
+    """Image id -> (photo path, mask path) in the dataset folder."""
+    return {s.id: (str(s.image_path), str(s.mask_path)) for s in scan_dataset(root).samples}
+
+
+def threshold_chart(
+    table: pd.DataFrame, metric: str, threshold: float, domain: tuple[float, float] | None
+) -> alt.LayerChart:
+    """Metric curves per model with a dashed rule at the chosen threshold."""
+    label = METRIC_LABELS[metric]
+    y_scale = alt.Scale(domain=list(domain), zero=False) if domain else alt.Scale(zero=False)
+    lines = (
+        alt.Chart(table)
+        .mark_line(point=alt.OverlayMarkDef(size=18), clip=True)
+        .encode(
+            x=alt.X("threshold:Q", title="Threshold", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y(f"{metric}:Q", title=label, scale=y_scale),
+            color=alt.Color("model:N", title="Model"),
+            tooltip=["model", alt.Tooltip("threshold:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"threshold": [threshold]}))
+        .mark_rule(strokeDash=[6, 4], color="#555")
+        .encode(x="threshold:Q")
+    )
+    return (lines + rule).properties(height=340)
+
+
+def zoom_domain(table: pd.DataFrame, metric: str, models: set[str]) -> tuple[float, float] | None:
+    """A y range that fits the curves of ``models`` (None when there are none)."""
+    values = table.loc[table["model"].isin(models), metric]
+    if values.empty:
+        return None
+    pad = max(0.005, (values.max() - values.min()) * 0.1)
+    return float(values.min() - pad), float(min(1.0, values.max() + pad))
+
+
+def distribution_chart(rows: pd.DataFrame, metric: str) -> alt.LayerChart:
+    """Box plot and one tick per photo of a metric, per model."""
+    label = METRIC_LABELS[metric]
+    x = alt.X(f"{metric}:Q", title=f"{label} per photo", scale=alt.Scale(zero=False))
+    y = alt.Y("model:N", title=None)
+    box = (
+        alt.Chart(rows)
+        .mark_boxplot(extent=1.5, opacity=0.6, size=22)
+        .encode(x=x, y=y, color=alt.Color("model:N", legend=None))
+    )
+    ticks = (
+        alt.Chart(rows)
+        .mark_tick(opacity=0.35, thickness=1)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color("model:N", legend=None),
+            tooltip=["model", "image_id", "species", alt.Tooltip(f"{metric}:Q", format=".4f")],
+        )
+    )
+    return (box + ticks).properties(height=max(140, 48 * rows["model"].nunique()))
+
+
+def species_chart(table: pd.DataFrame, metric: str) -> alt.LayerChart:
+    """Heat map of a metric per species and model, values printed in the cells."""
+    label = METRIC_LABELS[metric]
+    base = alt.Chart(table).encode(
+        x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("species_name:N", title=None, axis=alt.Axis(labelLimit=260)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(f"{metric}:Q", title=label, scale=alt.Scale(scheme="viridis")),
+        tooltip=["model", "species_name", "photos", alt.Tooltip(f"{metric}:Q", format=".4f")],
+    )
+    middle = (table[metric].min() + table[metric].max()) / 2
+    text = base.mark_text(fontSize=12).encode(
+        text=alt.Text(f"{metric}:Q", format=".3f"),
+        color=alt.condition(f"datum.{metric} > {middle}", alt.value("black"), alt.value("white")),
+    )
+    return (cells + text).properties(height=32 * table["species"].nunique())
+
+
+def latency_chart(long: pd.DataFrame) -> alt.Chart:
+    """Median and p95 latency bars per model; reference rows drawn pale."""
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("ms:Q", title="Milliseconds per photo"),
+            y=alt.Y("model:N", title=None, sort="x", axis=alt.Axis(labelLimit=320)),
+            yOffset="statistic:N",
+            opacity=alt.condition("datum.reference", alt.value(0.45), alt.value(1.0)),
+            color=alt.Color("statistic:N", title="Latency", scale=alt.Scale(range=["#c2185b", "#f48fb1"])),
+            tooltip=["model", "statistic", alt.Tooltip("ms:Q", format=".1f")],
+        )
+        .properties(height=max(160, 44 * long["model"].nunique()))
+    )
+
+
+def gallery(rows: pd.DataFrame, model: str, threshold: float, root: str) -> None:
+    """The worst photos of ``model`` with correct, false and missed pixels coloured."""
+    photos = dataset_photos(root)
+    worst = results.worst_images(rows, model, threshold, n=GALLERY_SIZE, metric="iou")
+    columns = st.columns(3)
+    for number, item in enumerate(worst.itertuples(index=False)):
+        paths = photos.get(item.image_id)
+        column = columns[number % 3]
+        if paths is None:
+            column.warning(f"{item.image_id} is not in the dataset folder.")
+            continue
+        photo = ui_common.Photo(item.image_id, Path(paths[0]).read_bytes())
+        try:
+            analysis = ui_common.analysis(photo, model)
+            truth = app_support.load_truth(paths[1], analysis.image)
+        except Exception as exc:  # one unreadable photo must not hide the rest
+            with column:
+                ui_common.show_problem(item.image_id, exc)
+            continue
+        mask = threshold_mask(analysis.prob, threshold)
+        column.image(
+            error_overlay(analysis.image, mask, truth),
+            caption=f"{item.image_id} ({ui_common.species().get(item.species, {}).get('common', item.species)}): "
+            f"IoU {item.iou:.3f}, Dice {item.dice:.3f}",
+        )
+
+
+st.title("Validation metrics")
+path = results.EVAL_TEST_FILE
+evaluation = ui_common.eval_results(path, "validation metrics")
+if evaluation is not None:
+    mtime = path.stat().st_mtime
+    photos = evaluation["image_id"].nunique()
+    st.write(
+        f"Scores of every model on the {photos} held-out test photos, at each photo's own resolution, "
+        f"from `{path.parent.name}/{path.name}`."
+    )
+    options = results.thresholds(evaluation) or [0.5]
+    controls = st.columns([3, 2, 2])
+    threshold = controls[0].select_slider(
+        "Threshold",
+        options=options,
+        value=min(options, key=lambda t: abs(t - 0.5)),
+        format_func=lambda t: f"{t:.2f}",
+        key="val_threshold",
+    )
+    mode = controls[1].radio(
+        "Aggregation",
+        results.AGGREGATIONS,
+        horizontal=True,
+        key="val_mode",
+        help="per-image: the mean of each photo's score. whole-set: one score from all photos' pixels together.",
+    )
+    metric = controls[2].selectbox("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="val_metric")
+    models = sorted(evaluation["model"].unique())
+    chosen = st.multiselect("Models", models, default=models, key="val_models")
+    rows = scored(str(path), mtime)
+    rows = rows[rows["model"].isin(chosen)]
+    if rows.empty:
+        st.info("Choose at least one model.")
+        st.stop()
+
+    st.subheader(f"Scores at threshold {threshold:.2f} ({mode})", anchor=False)
+    at = results.at_threshold(rows, threshold)
+    summary = results.aggregate(at, ["model"], mode).sort_values("iou", ascending=False)
+    st.dataframe(
+        summary,
+        hide_index=True,
+        column_config=ui_common.COLUMNS
+        | {name: st.column_config.NumberColumn(label, format="%.4f") for name, label in METRIC_LABELS.items()},
+    )
+
+    st.subheader("Metrics against threshold", anchor=False)
+    curve = curves(str(path), mtime, mode)
+    curve = curve[curve["model"].isin(chosen)]
+    binary = results.binary_models(evaluation)
+    zoom = st.checkbox(
+        "Zoom on the models that use a threshold",
+        value=True,
+        key="val_zoom",
+        disabled=set(chosen) <= binary,
+        help="Yes/no baselines are flat lines; their scores may then fall below the visible range.",
+    )
+    domain = zoom_domain(curve, metric, set(chosen) - binary) if zoom else None
+    st.altair_chart(threshold_chart(curve, metric, threshold, domain), width="stretch")
+    st.caption(
+        "The dashed line marks the chosen threshold. Baselines that answer yes/no are flat; their scores are "
+        "in the table above."
+    )
+
+    st.subheader("Per-photo distributions", anchor=False)
+    for column, name in zip(st.columns(2), ("iou", "dice"), strict=True):
+        column.altair_chart(distribution_chart(at, name), width="stretch")
+    st.caption(
+        f"One tick per test photo at threshold {threshold:.2f}; boxes show quartiles, circles outliers. "
+        "Distributions are per photo whatever the aggregation."
+    )
+
+    st.subheader("Per species", anchor=False)
+    by_species = results.species_breakdown(rows, threshold, ui_common.species(), mode)
+    st.altair_chart(species_chart(by_species, metric), width="stretch")
+
+st.subheader("Latency", anchor=False)
+bench = ui_common.bench_results(results.BENCH_FILE, "latency chart")
+if bench is not None:
+    st.altair_chart(latency_chart(results.latency_long(bench)), width="stretch")
+    st.dataframe(bench.drop(columns=["machine", "measured_at"]), hide_index=True, column_config=ui_common.COLUMNS)
+    machines = ", ".join(sorted(bench["machine"].dropna().astype(str).unique()))
+    dates = ", ".join(sorted(bench["measured_at"].dropna().astype(str).unique()))
+    st.caption(
+        f"One photo at a time, measured on {machines} ({dates}). Pale bars: reference rows (e.g. an untrained "
+        "network) that show cost only."
+    )
+
+if evaluation is not None:
+    st.subheader("Worst photos", anchor=False)
+    root = dataset_available()
+    if root is None:
+        st.info("The gallery needs the Leeds dataset (set WINGMASK_DATA or place it at ../shared/leedsbutterfly).")
+    else:
+        default = chosen.index(DEFAULT_MODEL) if DEFAULT_MODEL in chosen else 0
+        gallery_model = st.selectbox("Model", chosen, index=default, key="val_gallery_model")
+        st.caption(
+            f"The {GALLERY_SIZE} lowest-IoU test photos for {gallery_model} at threshold {threshold:.2f}. "
+            "Green: correct butterfly pixels; red: false butterfly; blue: missed butterfly."
+        )
+        gallery(rows, gallery_model, threshold, str(root))

@@ -1,0 +1,304 @@
+"""Evaluate every model on a split at each photo's own resolution.
+
+Writes ``models/eval_<split>.csv``: one row per (model, photo, threshold) with
+the pixel confusion counts and the warm inference time, so the dashboard can
+compute any metric at any threshold, whole-set or per photo, without running a
+network. Binary-only baselines get one row per photo with an empty threshold.
+
+    python -m seg_core.evaluate --data ../shared/leedsbutterfly --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from seg_core.data import (
+    DATA_ENV,
+    DEFAULT_DATA,
+    SPLIT_FILE,
+    SPLITS,
+    DatasetNotFoundError,
+    load_pairs,
+    load_split,
+    resolve_data_dir,
+    scan_dataset,
+    split_samples,
+    write_species,
+)
+from seg_core.inference import (
+    MODELS_DIR,
+    ModelLoadError,
+    Predictor,
+    available_predictors,
+    load_predictor,
+    threshold_mask,
+)
+from seg_core.metrics import Confusion, confusion
+from seg_core.results import EVAL_COLUMNS, PER_IMAGE, WHOLE_SET, aggregate, at_threshold, load_eval
+
+#: 0.05, 0.10, ..., 0.95 (rounded so they print and compare cleanly).
+THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
+SUMMARY_THRESHOLD = 0.5
+SUMMARY_LABELS = {
+    "model": "model",
+    "kind": "kind",
+    "photos": "photos",
+    "accuracy": "accuracy",
+    "dice": "Dice",
+    "iou": "fg IoU",
+    "mean_iou": "mean IoU",
+    "iou_per_image": "fg IoU (per-image mean)",
+    "median_ms": "median ms",
+}
+SUMMARY_DECIMALS = {"median_ms": 1}
+
+
+def eval_path(out_dir: str | os.PathLike, split: str) -> Path:
+    """Where the results of ``split`` are written: ``<out_dir>/eval_<split>.csv``."""
+    return Path(out_dir) / f"eval_{split}.csv"
+
+
+def sweep_counts(prob: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> list[Confusion]:
+    """Confusion counts of ``prob >= t`` against ``truth`` for every threshold ``t``, in one pass.
+
+    Each pixel's probability is binned by how many thresholds it reaches;
+    cumulative sums of the foreground and background histograms then give the
+    predicted-foreground counts at every threshold. Thresholds are compared in
+    the probability map's own float type, exactly as :func:`threshold_mask` does.
+
+    Args:
+        prob: foreground probabilities (H, W).
+        truth: boolean ground truth of the same shape.
+        thresholds: strictly increasing thresholds.
+
+    Returns:
+        One :class:`Confusion` per threshold, in the order given.
+
+    Raises:
+        ValueError: shapes differ, or thresholds are not strictly increasing.
+    """
+    prob = np.asarray(prob)
+    truth = np.asarray(truth, dtype=bool)
+    if prob.shape != truth.shape:
+        raise ValueError(f"probability and mask shapes differ: {prob.shape} vs {truth.shape}")
+    dtype = prob.dtype if np.issubdtype(prob.dtype, np.floating) else np.float64
+    levels = np.asarray(thresholds, dtype=dtype)
+    if levels.ndim != 1 or np.any(np.diff(levels) <= 0):
+        raise ValueError(f"thresholds must be strictly increasing, got {list(thresholds)}")
+    reached = np.searchsorted(levels, prob.ravel(), side="right")
+    reached[np.isnan(prob.ravel())] = 0  # NaN >= t is False for every t
+    flat_truth = truth.ravel()
+    # above[k] = pixels reaching more than k thresholds, i.e. predicted foreground at thresholds[k].
+    fg_above = np.cumsum(np.bincount(reached[flat_truth], minlength=len(levels) + 1)[::-1])[::-1][1:]
+    bg_above = np.cumsum(np.bincount(reached[~flat_truth], minlength=len(levels) + 1)[::-1])[::-1][1:]
+    n_fg = int(np.count_nonzero(flat_truth))
+    n_bg = flat_truth.size - n_fg
+    return [
+        Confusion(int(tp), int(fp), n_fg - int(tp), n_bg - int(fp)) for tp, fp in zip(fg_above, bg_above, strict=True)
+    ]
+
+
+def evaluate_predictor(
+    predictor: Predictor,
+    ids: list[str],
+    images: list[np.ndarray],
+    masks: list[np.ndarray],
+    split: str,
+    thresholds=THRESHOLDS,
+    progress: bool = True,
+) -> list[dict]:
+    """Evaluate one predictor on already loaded photos.
+
+    One warm-up prediction comes first so ``infer_ms`` excludes one-off costs
+    (graph tracing, lazy initialisation).
+
+    Args:
+        predictor: the model to run.
+        ids, images, masks: photo ids, RGB photos and boolean ground truths, aligned.
+        split: split name written on each row.
+        thresholds: thresholds swept when the predictor is not binary-only.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        Rows with the columns ``EVAL_COLUMNS`` of :mod:`seg_core.results`.
+    """
+    if images:
+        predictor.predict_proba(images[0])
+    rows = []
+    for image_id, image, truth in tqdm(
+        list(zip(ids, images, masks, strict=True)),
+        desc=f"{predictor.name} ({split})",
+        file=sys.stderr,
+        disable=not progress,
+    ):
+        started = time.perf_counter()
+        prob = predictor.predict_proba(image)
+        infer_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        if predictor.binary_only:
+            counts = [(math.nan, confusion(threshold_mask(prob), truth))]
+        else:
+            counts = list(zip(thresholds, sweep_counts(prob, truth, thresholds), strict=True))
+        height, width = truth.shape
+        base = {"model": predictor.name, "kind": predictor.kind, "image_id": image_id, "species": image_id[:3]}
+        base |= {"split": split, "height": height, "width": width}
+        for threshold, c in counts:
+            rows.append(
+                base | {"threshold": threshold, "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn, "infer_ms": infer_ms}
+            )
+    return rows
+
+
+def evaluate(
+    data_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    split_file: str | os.PathLike = SPLIT_FILE,
+    models: list[str] | None = None,
+    out_dir: str | os.PathLike = MODELS_DIR,
+    models_dir: str | os.PathLike = MODELS_DIR,
+    thresholds=THRESHOLDS,
+    progress: bool = True,
+) -> Path:
+    """Evaluate models on one split and write ``<out_dir>/eval_<split>.csv`` and ``species.json``.
+
+    Args:
+        data_dir: Leeds-layout folder (default: ``$WINGMASK_DATA`` or ``../shared``).
+        split: ``train``, ``val`` or ``test``.
+        split_file: the split JSON naming the photos of each split.
+        models: predictor names (default: every one of ``available_predictors()``).
+        out_dir: folder receiving the results.
+        models_dir: folder holding the trained U-Nets.
+        thresholds: thresholds swept for probabilistic models.
+        progress: show progress bars on stderr.
+
+    Returns:
+        Path of the CSV written.
+
+    Raises:
+        DatasetNotFoundError: no dataset, or no readable photo in the split.
+        ModelLoadError: a model name is unknown or does not load.
+    """
+    root = resolve_data_dir(data_dir)
+    samples, images, masks = load_pairs(split_samples(scan_dataset(root), load_split(split_file), split))
+    if not samples:
+        raise DatasetNotFoundError(f"no readable {split} photos of {split_file} in {root}")
+    ids = [s.id for s in samples]
+    rows = []
+    for name in models or available_predictors(models_dir):
+        predictor = load_predictor(name, models_dir)
+        rows += evaluate_predictor(predictor, ids, images, masks, split, thresholds, progress)
+        del predictor
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = eval_path(out_dir, split)
+    pd.DataFrame(rows, columns=EVAL_COLUMNS).to_csv(path, index=False)
+    write_species(root, out_dir / "species.json")
+    return path
+
+
+def summarize(results: pd.DataFrame, threshold: float = SUMMARY_THRESHOLD) -> pd.DataFrame:
+    """One row per model at ``threshold`` (binary-only baselines: their single row), in file order.
+
+    Returns:
+        Columns ``model, kind, photos, accuracy, dice, iou, mean_iou`` (whole-set:
+        counts summed over photos first), ``iou_per_image`` (mean of per-photo
+        foreground IoU) and ``median_ms`` (median warm inference time).
+    """
+    rows = at_threshold(results, threshold)
+    per_image = aggregate(rows, ["model"], PER_IMAGE).set_index("model")
+    by_model = rows.groupby("model")
+    table = aggregate(rows, ["model"], WHOLE_SET).set_index("model")
+    table = table.assign(
+        kind=by_model["kind"].first(), iou_per_image=per_image["iou"], median_ms=by_model["infer_ms"].median()
+    )
+    return table.loc[list(dict.fromkeys(rows["model"]))].reset_index()[list(SUMMARY_LABELS)]
+
+
+def format_table(
+    table: pd.DataFrame, labels: dict[str, str], markdown: bool = False, decimals: dict[str, int] | None = None
+) -> str:
+    """Render a table for a terminal, or as a Markdown table for the README.
+
+    Args:
+        table: the rows to show.
+        labels: column -> header text; only these columns are shown, in this order.
+        markdown: Markdown pipe table instead of aligned plain text.
+        decimals: column -> decimals of its floating-point cells (default 4).
+
+    Returns:
+        The table as text, numbers right-aligned.
+    """
+    decimals = decimals or {}
+
+    def cell(column: str, value) -> str:
+        if isinstance(value, float | np.floating):
+            return "" if math.isnan(value) else f"{value:.{decimals.get(column, 4)}f}"
+        return str(value)
+
+    cells = [
+        [cell(c, v) for c, v in zip(labels, row, strict=True)] for row in table[list(labels)].itertuples(index=False)
+    ]
+    headers = list(labels.values())
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in labels]
+
+    def line(values: list[str]) -> str:
+        padded = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "| " + " | ".join(padded) + " |" if markdown else "  ".join(padded)
+
+    rule = ["-" * (w - 1) + ":" if markdown and num else "-" * w for w, num in zip(widths, numeric, strict=True)]
+    return "\n".join([line(headers), line(rule)] + [line(r) for r in cells])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m seg_core.evaluate",
+        description="Evaluate every model (trained U-Nets and classical baselines) on a split of the Leeds "
+        "dataset at each photo's own resolution; write eval_<split>.csv and print a summary at threshold 0.5.",
+    )
+    parser.add_argument("--data", help=f"dataset folder (default: ${DATA_ENV} or {DEFAULT_DATA})")
+    parser.add_argument("--split", nargs="+", choices=SPLITS, default=["test"], help="split(s) to evaluate")
+    parser.add_argument("--split-file", type=Path, default=SPLIT_FILE, help="split JSON (default: models/split.json)")
+    parser.add_argument("--models", nargs="+", help="predictor names (default: all of them)")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="folder of trained U-Nets")
+    parser.add_argument("--out-dir", type=Path, default=MODELS_DIR, help="folder for eval_<split>.csv")
+    parser.add_argument("--markdown", action="store_true", help="print the summary as a Markdown table")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="summarise the existing eval_<split>.csv without evaluating"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = parser.parse_args(argv)
+    # TensorFlow's C++ start-up notices would bury the progress bars; an explicit setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for split in args.split:
+        path = eval_path(args.out_dir, split)
+        if not args.summary_only:
+            try:
+                path = evaluate(
+                    args.data,
+                    split,
+                    args.split_file,
+                    args.models,
+                    args.out_dir,
+                    args.models_dir,
+                    progress=not args.no_progress,
+                )
+            except (FileNotFoundError, ModelLoadError) as exc:  # no dataset or split file, unknown model
+                parser.exit(2, f"error: {exc}\n")
+            print(f"wrote {path}", file=sys.stderr)
+        elif not path.is_file():
+            parser.exit(2, f"error: {path} does not exist; run without --summary-only first\n")
+        print(f"{split} split, threshold {SUMMARY_THRESHOLD} (whole-set metrics: counts summed over photos)")
+        print(format_table(summarize(load_eval(path)), SUMMARY_LABELS, args.markdown, SUMMARY_DECIMALS))
+
+
+if __name__ == "__main__":
+    main()

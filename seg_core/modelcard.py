@@ -1,0 +1,109 @@
+"""Render each trained model's human-readable card (``models/<name>/README.md``).
+
+The card combines ``card.json`` (how the model was trained), ``history.csv``
+(how training went) and the committed evaluation and benchmark files (how it
+performs), so re-run this after ``seg_core.evaluate`` and ``seg_core.bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from seg_core import results
+from seg_core.config import CARD_FILE, HISTORY_FILE
+from seg_core.inference import MODELS_DIR, trained_models
+
+CARD_README = "README.md"
+
+
+def _scores(evaluation: pd.DataFrame | None, name: str) -> str:
+    if evaluation is None or name not in set(evaluation["model"]):
+        return "No evaluation results yet: run `python -m seg_core.evaluate`.\n"
+    rows = evaluation[evaluation["model"] == name]
+    lines = ["| aggregation | pixel accuracy | Dice | foreground IoU | mean IoU |", "| --- | --- | --- | --- | --- |"]
+    for mode in results.AGGREGATIONS:
+        m = results.aggregate(results.at_threshold(rows, 0.5), ["model"], mode).iloc[0]
+        lines.append(f"| {mode} | {m['accuracy']:.4f} | {m['dice']:.4f} | {m['iou']:.4f} | {m['mean_iou']:.4f} |")
+    photos = rows["image_id"].nunique()
+    return f"Test split, {photos} photos at their own resolution, threshold 0.5:\n\n" + "\n".join(lines) + "\n"
+
+
+def _speed(bench: pd.DataFrame | None, name: str) -> str:
+    if bench is None or name not in set(bench["model"]):
+        return "No benchmark results yet: run `python -m seg_core.bench`.\n"
+    b = bench[bench["model"] == name].iloc[0]
+    return (
+        f"Single photo, decoded array to mask: median {b['latency_median_ms']:.1f} ms, "
+        f"p95 {b['latency_p95_ms']:.1f} ms; batch-8 throughput {b['throughput_batch8_ips']:.1f} photos/s; "
+        f"load {b['load_s']:.2f} s; peak RSS {b['peak_rss_mb']:.0f} MB ({b['machine']}, {b['measured_at']}).\n"
+    )
+
+
+def render(directory: Path, evaluation: pd.DataFrame | None, bench: pd.DataFrame | None) -> str:
+    """The Markdown card of the model in ``directory``."""
+    card = json.loads((directory / CARD_FILE).read_text())
+    history = pd.read_csv(directory / HISTORY_FILE)
+    best = card["validation_at_input_size"]
+    opt = card["optimizer"]
+    aug = card["augmentation"]
+    aug_text = ", ".join(f"{k}={v}" for k, v in aug.items()) if aug else "none"
+    return f"""# {card["name"]}
+
+{card["recipe"]}
+
+## Model
+- Architecture: `{card["architecture"]}` from the registry in `seg_core/models.py`, \
+config `{json.dumps(card["config"])}`
+- Parameters: {card["parameters"]:,}; input {card["input_size"]}x{card["input_size"]}x3 in [0, 1]; sigmoid output
+- Rebuild: `seg_core.inference.load_predictor("{card["name"]}")` (reads `config.json`, then `model.weights.h5`)
+
+## Training
+- Loss: `{card["loss"]}`; optimizer {opt["name"]}, peak LR {opt["peak_lr"]}, {opt["schedule"]} schedule, \
+weight decay {opt["weight_decay"]}; batch {card["batch_size"]}; seed {card["seed"]}
+- Augmentation: {aug_text}
+- Epochs: {card["epochs_run"]} of {card["epochs_max"]} (best validation IoU at epoch {card["best_epoch"]}), \
+{card["training_seconds"]:.0f} s of training
+- Data: {card["train_photos"]} train / {card["val_photos"]} val photos of `models/split.json` \
+(sha256 `{card["split_sha256"][:16]}…`)
+- Where: {card.get("trained_on", card["backend"])}; libraries {json.dumps(card["library_versions"])}
+- Command: `{card["command"]}`
+- History: `history.csv` ({len(history)} epochs), log: `train.log`
+
+## Validation (at the network's {card["input_size"]} px input, best epoch)
+IoU {best["val_iou"]:.4f}, Dice {best["val_dice"]:.4f}, pixel accuracy {best["val_accuracy"]:.4f}, \
+mean IoU {best["val_mean_iou"]:.4f}
+
+## Test
+{_scores(evaluation, card["name"])}
+## Speed
+{_speed(bench, card["name"])}
+## Data and licence
+Leeds Butterfly Dataset (Wang, Markert & Everingham, BMVC 2009), research and learning use.
+"""
+
+
+def _optional(loader, path: Path) -> pd.DataFrame | None:
+    try:
+        return loader(path)
+    except results.ResultsMissingError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m seg_core.modelcard", description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    args = parser.parse_args(argv)
+    evaluation = _optional(results.load_eval, args.models_dir / "eval_test.csv")
+    bench = _optional(results.load_bench, args.models_dir / "bench.csv")
+    for name in trained_models(args.models_dir):
+        path = args.models_dir / name / CARD_README
+        path.write_text(render(args.models_dir / name, evaluation, bench))
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Mask clean-up and the pictures the dashboard shows: overlay, cut-out, vote map.
+
+All functions are pure: they take NumPy arrays and return new arrays, never
+modifying their inputs, so cached probability maps can be shared safely.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+OVERLAY_COLOUR = (255, 0, 170)
+OVERLAY_ALPHA = 0.45
+OUTLINE_COLOUR = (255, 255, 0)
+# Browsers show at most a few thousand pixels across; sending four 50-megapixel
+# pictures per photo would cost seconds and gigabytes for nothing.
+DISPLAY_MAX_SIDE = 2048
+
+
+def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+    return mask.astype(bool, copy=False)
+
+
+def _check_pair(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    mask = _as_bool_mask(mask)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image, got {image.dtype} {image.shape}")
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
+    return mask
+
+
+def display_copy(
+    image: np.ndarray, mask: np.ndarray, max_side: int = DISPLAY_MAX_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """A photo and its mask shrunk so the longer side is at most ``max_side`` (unchanged if smaller).
+
+    Args:
+        image: RGB uint8 (H, W, 3) photo.
+        mask: boolean (H, W) mask of the same size.
+        max_side: longest side of the copies.
+
+    Returns:
+        (image, mask) for display only; downloads keep the full resolution.
+    """
+    mask = _check_pair(image, mask)
+    height, width = mask.shape
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image, mask
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return small, small_mask
+
+
+def keep_largest_region(mask: np.ndarray) -> np.ndarray:
+    """Keep only the largest 8-connected foreground region.
+
+    Args:
+        mask: boolean (H, W) mask.
+
+    Returns:
+        A new boolean mask; all False when the input has no foreground.
+    """
+    mask = _as_bool_mask(mask)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    # Label 0 is the background; pick the biggest of the others.
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == largest
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the image border.
+
+    Args:
+        mask: boolean (H, W) mask.
+
+    Returns:
+        A new boolean mask with every enclosed hole set to foreground.
+    """
+    mask = _as_bool_mask(mask)
+    # Pad with one background ring so all outside background is one connected region.
+    padded = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
+    _, labels = cv2.connectedComponents(padded, connectivity=4)
+    outside = labels == labels[0, 0]
+    return ~outside[1:-1, 1:-1]
+
+
+def clean_mask(mask: np.ndarray, largest_region: bool = False, holes: bool = False) -> np.ndarray:
+    """Apply the optional clean-up steps in a fixed order (largest region, then holes).
+
+    Args:
+        mask: boolean (H, W) mask.
+        largest_region: keep only the largest connected region.
+        holes: fill enclosed holes.
+
+    Returns:
+        A new boolean mask.
+    """
+    out = _as_bool_mask(mask).copy()
+    if largest_region:
+        out = keep_largest_region(out)
+    if holes:
+        out = fill_holes(out)
+    return out
+
+
+def foreground_fraction(mask: np.ndarray) -> float:
+    """Share of pixels that are foreground, in [0, 1] (0 for an empty array)."""
+    mask = _as_bool_mask(mask)
+    return float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0
+
+
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    colour: tuple[int, int, int] = OVERLAY_COLOUR,
+    alpha: float = OVERLAY_ALPHA,
+    outline: tuple[int, int, int] | None = OUTLINE_COLOUR,
+) -> np.ndarray:
+    """The photo with the mask tinted over it and, optionally, its outline drawn.
+
+    Args:
+        image: RGB uint8 (H, W, 3) photo.
+        mask: boolean (H, W) mask of the same size.
+        colour: RGB tint for foreground pixels.
+        alpha: tint opacity in [0, 1].
+        outline: RGB colour of the mask's contour, or None for no contour.
+
+    Returns:
+        A new RGB uint8 (H, W, 3) image.
+    """
+    mask = _check_pair(image, mask)
+    out = image.copy()
+    tint = np.asarray(colour, dtype=np.float32)
+    blended = image[mask].astype(np.float32) * (1.0 - alpha) + tint * alpha
+    out[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if outline is not None and mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        # Scale the line with the photo so it stays visible on large images.
+        thickness = max(1, round(max(mask.shape) / 300))
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in outline), thickness)
+    return out
+
+
+def cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The butterfly on a transparent background.
+
+    Args:
+        image: RGB uint8 (H, W, 3) photo.
+        mask: boolean (H, W) mask of the same size.
+
+    Returns:
+        A new RGBA uint8 (H, W, 4) image, alpha 255 on the mask and 0 elsewhere.
+    """
+    mask = _check_pair(image, mask)
+    alpha = mask.astype(np.uint8) * 255
+    return np.dstack([image, alpha])
+
+
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as a grey uint8 picture (0 background, 255 butterfly)."""
+    return _as_bool_mask(mask).astype(np.uint8) * 255
+
+
+def vote_count(masks: list[np.ndarray]) -> np.ndarray:
+    """How many of the masks mark each pixel as foreground.
+
+    Args:
+        masks: one or more boolean (H, W) masks of the same size.
+
+    Returns:
+        uint8 (H, W) counts from 0 to ``len(masks)``.
+    """
+    if not masks:
+        raise ValueError("vote_count needs at least one mask")
+    shapes = {np.shape(m) for m in masks}
+    if len(shapes) != 1:
+        raise ValueError(f"mask sizes differ: {sorted(shapes)}")
+    return np.sum([_as_bool_mask(m) for m in masks], axis=0, dtype=np.uint8)
+
+
+def vote_palette(n_models: int) -> np.ndarray:
+    """Colours for vote counts 0..n: black (no model), warm shades (some), white (all).
+
+    Args:
+        n_models: how many models voted.
+
+    Returns:
+        uint8 (n_models + 1, 3) RGB colours; row k colours pixels with k votes.
+    """
+    if n_models < 1:
+        raise ValueError("n_models must be at least 1")
+    palette = np.zeros((n_models + 1, 3), dtype=np.uint8)
+    palette[n_models] = (255, 255, 255)
+    # Disagreement runs from dark red (one vote) to yellow (all but one vote).
+    low, high = np.array([150, 20, 40], np.float32), np.array([255, 220, 0], np.float32)
+    for k in range(1, n_models):
+        t = (k - 1) / max(1, n_models - 2)
+        palette[k] = np.round(low + (high - low) * t).astype(np.uint8)
+    return palette
+
+
+def vote_map(masks: list[np.ndarray]) -> np.ndarray:
+    """An RGB picture of where models agree (black or white) and disagree (colours).
+
+    Args:
+        masks: one or more boolean (H, W) masks of the same size.
+
+    Returns:
+        RGB uint8 (H, W, 3), coloured by :func:`vote_palette`.
+    """
+    return vote_palette(len(masks))[vote_count(masks)]
+
+
+def on_checkerboard(rgba: np.ndarray, square: int = 12) -> np.ndarray:
+    """An RGBA image composited over a grey checkerboard, the usual sign of transparency.
+
+    Args:
+        rgba: RGBA uint8 (H, W, 4) image.
+        square: side of the checkerboard squares in pixels.
+
+    Returns:
+        RGB uint8 (H, W, 3) image for display.
+    """
+    if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8:
+        raise ValueError(f"expected an RGBA uint8 image, got {rgba.dtype} {rgba.shape}")
+    height, width = rgba.shape[:2]
+    # Built from one row and one column of parities: a full-size index grid would
+    # cost gigabytes on a 50-megapixel photo.
+    odd_rows = ((np.arange(height) // square) % 2).astype(bool)[:, None]
+    odd_cols = ((np.arange(width) // square) % 2).astype(bool)[None, :]
+    board = np.where(odd_rows ^ odd_cols, np.uint8(200), np.uint8(235))
+    out = np.repeat(board[..., None], 3, axis=2)
+    alpha = rgba[..., 3]
+    opaque = alpha == 255
+    out[opaque] = rgba[..., :3][opaque]
+    partial = (alpha > 0) & ~opaque
+    if partial.any():
+        weight = alpha[partial, None].astype(np.float32) / 255.0
+        blended = rgba[..., :3][partial] * weight + out[partial] * (1.0 - weight)
+        out[partial] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+ERROR_COLOURS = {"hit": (0, 200, 120), "false_positive": (230, 40, 40), "missed": (40, 90, 255)}
+
+
+def error_overlay(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The photo with correct butterfly pixels, false positives and missed pixels tinted apart.
+
+    Args:
+        image: RGB uint8 (H, W, 3) photo.
+        mask: predicted boolean (H, W) mask.
+        truth: ground-truth boolean (H, W) mask.
+        alpha: tint opacity in [0, 1].
+
+    Returns:
+        A new RGB uint8 image: green where both say butterfly, red where only the
+        prediction does, blue where only the ground truth does.
+    """
+    mask = _check_pair(image, mask)
+    truth = _check_pair(image, truth)
+    out = image.astype(np.float32)
+    regions = {"hit": mask & truth, "false_positive": mask & ~truth, "missed": ~mask & truth}
+    for name, region in regions.items():
+        out[region] = out[region] * (1.0 - alpha) + np.asarray(ERROR_COLOURS[name], np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,67 @@
+"""Benchmark: the table it writes, and the random-weight reference behind the U-Net code path."""
+
+import datetime
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seg_core.bench import (
+    REFERENCE_NAME,
+    SAMPLE_PHOTO,
+    main,
+    model_size,
+    reference_predictor,
+    run_benchmarks,
+)
+from seg_core.inference import UNetPredictor, load_predictor
+from seg_core.results import BENCH_COLUMNS, load_bench
+
+
+def test_benchmark_writes_the_contract_columns(tmp_path):
+    out = tmp_path / "bench.csv"
+    table = run_benchmarks(["otsu"], repeats=3, batch_repeats=1, warmup=1, out=out, reference=False, progress=False)
+    written = load_bench(out)
+    assert list(written.columns) == BENCH_COLUMNS and len(written) == 1
+    row = written.iloc[0]
+    assert row["model"] == "otsu" and row["kind"] == "baseline" and not row["reference"]
+    assert row["parameters"] == 0 and row["file_mb"] == 0.0 and row["load_s"] >= 0
+    assert 0 < row["latency_median_ms"] <= row["latency_p95_ms"]
+    assert row["throughput_batch8_ips"] > 0 and row["peak_rss_mb"] > 0
+    assert "cores" in row["machine"]
+    datetime.date.fromisoformat(row["measured_at"])
+    assert table["model"].tolist() == ["otsu"]
+
+
+def test_sample_photo_is_a_full_width_leeds_photo():
+    assert Image.open(SAMPLE_PHOTO).width == 500
+
+
+def test_reference_uses_the_unet_predictor_code_path():
+    predictor = reference_predictor("unet8", input_size=32)
+    assert isinstance(predictor, UNetPredictor) and predictor.name == REFERENCE_NAME
+    prob = predictor.predict_proba(np.zeros((21, 13, 3), np.uint8))
+    assert prob.shape == (21, 13) and prob.dtype == np.float32
+    assert [p.shape for p in predictor.predict_batch([np.zeros((5, 7, 3), np.uint8)] * 2)] == [(5, 7)] * 2
+    assert predictor.info()["file_mb"] is None
+    parameters, file_mb = model_size(predictor)
+    assert parameters == predictor.model.count_params() and file_mb > 0
+
+
+def test_model_size_of_a_trained_model_and_a_baseline():
+    unet = load_predictor("unet-light")
+    assert model_size(unet) == (unet.info()["parameters"], unet.info()["file_mb"])
+    assert model_size(load_predictor("grabcut")) == (0, 0.0)
+
+
+@pytest.mark.parametrize("argv", [["--repeats", "0"], ["--image", __file__]])
+def test_cli_refuses_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_cli_help():
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0

@@ -1,0 +1,161 @@
+"""Mask clean-up and display pictures on tiny hand-made arrays."""
+
+import numpy as np
+import pytest
+
+from seg_core.postprocess import (
+    ERROR_COLOURS,
+    clean_mask,
+    cutout,
+    display_copy,
+    error_overlay,
+    fill_holes,
+    foreground_fraction,
+    keep_largest_region,
+    mask_image,
+    on_checkerboard,
+    overlay,
+    vote_count,
+    vote_map,
+    vote_palette,
+)
+
+
+def grid(rows: list[str]) -> np.ndarray:
+    """A boolean mask from strings: '#' is foreground, '.' background."""
+    return np.array([[c == "#" for c in row] for row in rows])
+
+
+def test_keep_largest_region_drops_smaller_blobs():
+    mask = grid(["##...", "##..#", ".....", "....."])
+    assert (keep_largest_region(mask) == grid(["##...", "##...", ".....", "....."])).all()
+
+
+def test_keep_largest_region_joins_diagonal_neighbours():
+    mask = grid(["#....", ".#...", "....#"])
+    assert (keep_largest_region(mask) == grid(["#....", ".#...", "....."])).all()
+
+
+def test_keep_largest_region_of_empty_mask_is_empty():
+    out = keep_largest_region(np.zeros((3, 4), bool))
+    assert out.shape == (3, 4) and not out.any()
+
+
+def test_fill_holes_fills_enclosed_background_only():
+    mask = grid(["#####.", "#..#..", "#####.", "......"])
+    assert (fill_holes(mask) == grid(["#####.", "####..", "#####.", "......"])).all()
+
+
+def test_fill_holes_leaves_background_touching_the_border():
+    # The gap at the top edge opens the ring to the outside.
+    mask = grid(["#.###", "#...#", "#####"])
+    assert (fill_holes(mask) == mask).all()
+
+
+def test_fill_holes_uses_4_connectivity_for_background():
+    # A diagonal gap does not let the outside in: the hole is enclosed.
+    mask = grid([".###", "#..#", "###."])
+    assert (fill_holes(mask) == grid([".###", "####", "###."])).all()
+
+
+def test_clean_mask_does_not_modify_its_input():
+    mask = grid(["###..#", "#.#...", "###..."])
+    before = mask.copy()
+    out = clean_mask(mask, largest_region=True, holes=True)
+    assert (mask == before).all()
+    assert (out == grid(["###...", "###...", "###..."])).all()
+    assert (clean_mask(mask) == mask).all()
+
+
+def test_foreground_fraction():
+    assert foreground_fraction(grid(["#...", "##.."])) == pytest.approx(3 / 8)
+    assert foreground_fraction(np.zeros((0, 0), bool)) == 0.0
+
+
+def test_overlay_tints_only_the_mask():
+    image = np.full((4, 4, 3), 100, np.uint8)
+    mask = grid(["##..", "##..", "....", "...."])
+    out = overlay(image, mask, colour=(200, 0, 100), alpha=0.5, outline=None)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert tuple(out[0, 0]) == (150, 50, 100)
+    assert (out[~mask] == 100).all()
+    assert (image == 100).all()
+
+
+def test_overlay_outline_marks_the_border():
+    image = np.zeros((6, 6, 3), np.uint8)
+    mask = grid(["......", ".####.", ".####.", ".####.", ".####.", "......"])
+    out = overlay(image, mask, alpha=0.0, outline=(255, 255, 0))
+    assert tuple(out[1, 1]) == (255, 255, 0)
+    assert tuple(out[0, 0]) == (0, 0, 0)
+
+
+def test_overlay_rejects_size_mismatch():
+    with pytest.raises(ValueError, match="sizes differ"):
+        overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 4), bool))
+
+
+def test_cutout_is_rgba_with_mask_as_alpha():
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    mask = grid(["#..", ".##"])
+    out = cutout(image, mask)
+    assert out.shape == (2, 3, 4) and out.dtype == np.uint8
+    assert (out[..., :3] == image).all()
+    assert (out[..., 3] == np.where(mask, 255, 0)).all()
+
+
+def test_on_checkerboard_shows_opaque_pixels_and_blends_partial_ones():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)
+    rgba[1, 0] = (255, 255, 255, 51)
+    out = on_checkerboard(rgba, square=1)
+    assert tuple(out[0, 0]) == (10, 20, 30)
+    assert tuple(out[0, 1]) == (200, 200, 200) and tuple(out[1, 1]) == (235, 235, 235)
+    assert tuple(out[1, 0]) == (211, 211, 211)
+
+
+def test_mask_image():
+    assert (mask_image(grid(["#."])) == np.array([[255, 0]], np.uint8)).all()
+
+
+def test_vote_count_and_map():
+    a, b = grid(["##.."]), grid(["#.#."])
+    assert vote_count([a, b]).tolist() == [[2, 1, 1, 0]]
+    picture = vote_map([a, b])
+    palette = vote_palette(2)
+    assert tuple(picture[0, 0]) == (255, 255, 255)
+    assert tuple(picture[0, 3]) == (0, 0, 0)
+    assert tuple(picture[0, 1]) == tuple(palette[1])
+
+
+def test_vote_palette_has_distinct_colours():
+    palette = vote_palette(5)
+    assert palette.shape == (6, 3) and len({tuple(c) for c in palette}) == 6
+
+
+def test_vote_count_rejects_mismatched_or_missing_masks():
+    with pytest.raises(ValueError):
+        vote_count([])
+    with pytest.raises(ValueError, match="differ"):
+        vote_count([np.zeros((2, 2), bool), np.zeros((2, 3), bool)])
+
+
+def test_error_overlay_colours_hits_false_positives_and_misses():
+    image = np.zeros((1, 4, 3), np.uint8)
+    pred, truth = grid(["##.."]), grid(["#.#."])
+    out = error_overlay(image, pred, truth, alpha=1.0)
+    assert tuple(out[0, 0]) == ERROR_COLOURS["hit"]
+    assert tuple(out[0, 1]) == ERROR_COLOURS["false_positive"]
+    assert tuple(out[0, 2]) == ERROR_COLOURS["missed"]
+    assert tuple(out[0, 3]) == (0, 0, 0)
+
+
+def test_display_copy_shrinks_only_large_photos():
+    image = np.zeros((30, 60, 3), dtype=np.uint8)
+    mask = np.zeros((30, 60), dtype=bool)
+    mask[10:20, 20:40] = True
+    same_image, same_mask = display_copy(image, mask, max_side=60)
+    assert same_image is image and same_mask.shape == (30, 60)
+    small_image, small_mask = display_copy(image, mask, max_side=20)
+    assert small_image.shape == (10, 20, 3) and small_mask.shape == (10, 20)
+    assert small_mask.dtype == bool and small_mask[5, 10] and not small_mask[0, 0]
