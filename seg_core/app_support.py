@@ -25,9 +25,10 @@ from seg_core.metrics import confusion, dice, iou
 
 SAMPLES_DIR = REPO_ROOT / "samples"
 #: File types the upload widgets offer (MIME types, so the browser filters the picker).
-UPLOAD_TYPES = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"]
+UPLOAD_TYPES = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif"]
 UPLOAD_LIMITS = (
-    f"JPEG, PNG, WebP, BMP or TIFF; at most {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE:,} pixels a side"
+    f"JPEG, PNG, WebP, BMP, TIFF or GIF (first frame); "
+    f"at most {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE:,} pixels a side"
 )
 CATALOGUE_COLUMNS = ["model", "kind", "recipe", "parameters", "file_mb"]
 
