@@ -22,6 +22,7 @@ from seg_core.data import REPO_ROOT, Sample
 from seg_core.imaging import MAX_PIXELS, MAX_SIDE, ImageSource, check_same_size, load_image, load_mask
 from seg_core.inference import MODELS_DIR, ModelLoadError, Predictor, baseline_names, load_predictor, trained_models
 from seg_core.metrics import confusion, dice, iou
+from seg_core.predict import CUTOUT_SUFFIX, MASK_SUFFIX
 
 SAMPLES_DIR = REPO_ROOT / "samples"
 #: File types the upload widgets offer (MIME types, so the browser filters the picker).
@@ -189,7 +190,7 @@ def output_names(photo_names: list[str]) -> list[tuple[str, str]]:
             copy += 1
             base = f"{original}-{copy}"
         used.add(base)
-        names.append((f"{base}_mask.png", f"{base}_cutout.png"))
+        names.append((f"{base}{MASK_SUFFIX}", f"{base}{CUTOUT_SUFFIX}"))
     return names
 
 

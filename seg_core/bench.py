@@ -42,11 +42,10 @@ from seg_core.inference import (
     load_predictor,
     threshold_mask,
 )
-from seg_core.results import BENCH_COLUMNS
+from seg_core.results import BENCH_COLUMNS, BENCH_FILE
 
 REFERENCE_ARCH = "unet_classic"
 REFERENCE_NAME = "unet_classic (random weights, reference)"
-BENCH_FILE = MODELS_DIR / "bench.csv"
 #: A typical Leeds photo (500 x 332) from the test split.
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "images" / "0020008.jpg"
 BATCH = 8

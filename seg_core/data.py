@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg_core.imaging import InvalidImageError, load_image, load_mask
+from seg_core.imaging import InvalidImageError, check_same_size, load_image, load_mask
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,7 @@ def resolve_data_dir(arg: str | os.PathLike | None = None) -> Path:
     Raises:
         DatasetNotFoundError: no folder in the Leeds layout was found.
     """
-    candidates = [arg] if arg else [os.environ.get(DATA_ENV) or DEFAULT_DATA]
-    path = Path(candidates[0]).expanduser()
+    path = Path(arg or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser()
     if not (path / "images").is_dir() or not (path / "segmentations").is_dir():
         raise DatasetNotFoundError(f"no Leeds Butterfly Dataset at {path}. {HOW_TO_GET}")
     return path
@@ -114,10 +113,7 @@ def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """
     image = load_image(sample.image_path)
     mask = load_mask(sample.mask_path)
-    if image.shape[:2] != mask.shape:
-        raise InvalidImageError(
-            f"{sample.id}: mask size {mask.shape[::-1]} differs from image size {image.shape[1::-1]}"
-        )
+    check_same_size(image, mask)
     return image, mask
 
 

@@ -68,26 +68,23 @@ class UNetPredictor(Predictor):
     """A trained Keras U-Net loaded from ``models/<name>/``."""
 
     def __init__(self, directory: str | Path):
-        import keras
-
         from seg_core.models import build_unet
 
-        self.directory = Path(directory)
-        self.name = self.directory.name
+        directory = Path(directory)
+        name = directory.name
         for required in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (self.directory / required).is_file():
-                raise ModelLoadError(f"model {self.name!r}: {required} is missing in {self.directory}")
+            if not (directory / required).is_file():
+                raise ModelLoadError(f"model {name!r}: {required} is missing in {directory}")
         started = time.perf_counter()
         try:
-            self.arch, self.config = load_config(self.directory)
-            self.model = build_unet(self.config, name=self.arch)
-            self.model.load_weights(self.directory / WEIGHTS_FILE)
+            arch, config = load_config(directory)
+            model = build_unet(config, name=arch)
+            model.load_weights(directory / WEIGHTS_FILE)
         except Exception as exc:  # h5py, JSON and Keras raise many unrelated types
-            raise ModelLoadError(f"model {self.name!r} could not be loaded: {exc}") from exc
-        card_path = self.directory / CARD_FILE
-        self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        self._lock = threading.Lock()
-        self._forward = self._compile(keras.backend.backend())
+            raise ModelLoadError(f"model {name!r} could not be loaded: {exc}") from exc
+        card_path = directory / CARD_FILE
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        self._bind(model, config, name, directory, card)
         self.load_seconds = time.perf_counter() - started
 
     @classmethod
@@ -97,14 +94,18 @@ class UNetPredictor(Predictor):
         The wrapper has no folder: ``card`` is empty, ``load_seconds`` is 0 and
         ``info()`` reports no file size.
         """
+        predictor = cls.__new__(cls)
+        predictor._bind(model, config, name, None, {})
+        predictor.load_seconds = 0.0
+        return predictor
+
+    def _bind(self, model, config: UNetConfig, name: str, directory: Path | None, card: dict) -> None:
         import keras
 
-        predictor = cls.__new__(cls)
-        predictor.directory, predictor.name, predictor.card, predictor.load_seconds = None, name, {}, 0.0
-        predictor.arch, predictor.config, predictor.model = model.name, config, model
-        predictor._lock = threading.Lock()
-        predictor._forward = predictor._compile(keras.backend.backend())
-        return predictor
+        self.model, self.config, self.arch, self.name = model, config, model.name, name
+        self.directory, self.card = directory, card
+        self._lock = threading.Lock()
+        self._forward = self._compile(keras.backend.backend())
 
     def _compile(self, backend: str) -> Callable[[np.ndarray], np.ndarray]:
         if backend == "tensorflow":

@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m seg_core.modelcard", description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     args = parser.parse_args(argv)
-    evaluation = _optional(results.load_eval, args.models_dir / "eval_test.csv")
-    bench = _optional(results.load_bench, args.models_dir / "bench.csv")
+    evaluation = _optional(results.load_eval, args.models_dir / results.EVAL_TEST_FILE.name)
+    bench = _optional(results.load_bench, args.models_dir / results.BENCH_FILE.name)
     for name in trained_models(args.models_dir):
         path = args.models_dir / name / CARD_README
         path.write_text(render(args.models_dir / name, evaluation, bench))

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from seg_core.imaging import InvalidImageError, load_image, to_png_bytes
-from seg_core.inference import DEFAULT_MODEL, ModelLoadError, Predictor, load_predictor, threshold_mask
+from seg_core.imaging import InvalidImageError, to_png_bytes
+from seg_core.inference import DEFAULT_MODEL, ModelLoadError, Predictor, load_predictor, segment
 from seg_core.postprocess import clean_mask, cutout
 
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -117,8 +117,7 @@ def segment_photo(
     Raises:
         InvalidImageError: the file is not a usable photo.
     """
-    image = load_image(photo)
-    mask = threshold_mask(predictor.predict_proba(image), threshold)
+    image, mask = segment(photo, predictor, threshold)
     mask = clean_mask(mask, largest_region="largest" in clean, holes="holes" in clean)
     outputs = [to_png_bytes(mask)]
     if with_cutout:
