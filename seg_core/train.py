@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from seg_core import data
-from seg_core.augment import AugmentConfig, augment_pair
+from seg_core.augment import AugmentConfig, PhotoPool, augment_pair
 from seg_core.config import CARD_FILE, HISTORY_FILE, WEIGHTS_FILE, save_config
 from seg_core.imaging import preprocess, resize_mask
 from seg_core.losses import LOSSES
@@ -46,6 +46,7 @@ class TrainSequence(keras.utils.PyDataset):
         self.batch_size, self.size, self.augment, self.seed = batch_size, size, augment, seed
         self.epoch = 0
         self.order = np.random.default_rng((seed, 0)).permutation(len(images))
+        self.pool = PhotoPool(images, masks)
         if augment is None:
             self.plain = [(preprocess(i, size), resize_mask(m, size)) for i, m in zip(images, masks, strict=False)]
 
@@ -60,7 +61,7 @@ class TrainSequence(keras.utils.PyDataset):
                 x, y = self.plain[i]
             else:
                 rng = np.random.default_rng((self.seed, self.epoch, int(i)))
-                x, y = augment_pair(self.images[i], self.masks[i], self.size, self.augment, rng)
+                x, y = augment_pair(self.images[i], self.masks[i], self.size, self.augment, rng, self.pool)
             xs.append(x)
             ys.append(y[..., None])
         return np.stack(xs), np.stack(ys)
@@ -73,24 +74,44 @@ class TrainSequence(keras.utils.PyDataset):
 class Validator(keras.callbacks.Callback):
     """Validation IoU/Dice each epoch, best checkpoint, early stopping, history CSV."""
 
-    def __init__(self, x_val, y_val, out_dir: Path, patience: int, export, time_limit: float | None = None):
+    def __init__(
+        self,
+        x_val,
+        y_val,
+        out_dir: Path,
+        patience: int,
+        export,
+        time_limit: float | None = None,
+        robust: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         super().__init__()
         # Weights are copied into an optimizer-free twin before saving: Keras
         # would otherwise store the Adam moments too, tripling the file.
         self.export = export
         self.x_val, self.y_val = x_val, y_val
+        # Optional second validation set of changed photos; when given, the best
+        # checkpoint is the one with the best mean of plain and changed IoU, so
+        # a gain on hard photos is not bought with a loss on ordinary ones.
+        self.robust = robust
         self.out_dir, self.patience, self.time_limit = out_dir, patience, time_limit
         self.best_iou, self.best_epoch, self.best_metrics = -1.0, -1, {}
         self.rows: list[dict] = []
         self.started = time.time()
 
+    def _scores(self, x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
+        prob = self.model.predict(x, batch_size=16, verbose=0)
+        total = Confusion()
+        for p, t in zip(prob[..., 0] >= 0.5, y >= 0.5, strict=False):
+            total = total + confusion(p, t)
+        return {f"{prefix}_{k}": v for k, v in all_metrics(total).items()}
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        prob = self.model.predict(self.x_val, batch_size=16, verbose=0)
-        total = Confusion()
-        for p, t in zip(prob[..., 0] >= 0.5, self.y_val >= 0.5, strict=False):
-            total = total + confusion(p, t)
-        metrics = {f"val_{k}": v for k, v in all_metrics(total).items()}
+        metrics = self._scores(self.x_val, self.y_val, "val")
+        select = metrics["val_iou"]
+        if self.robust is not None:
+            metrics |= self._scores(*self.robust, "val_changed")
+            select = (metrics["val_iou"] + metrics["val_changed_iou"]) / 2
         logs.update(metrics)
         lr = self.model.optimizer.learning_rate
         row = {
@@ -105,14 +126,16 @@ class Validator(keras.callbacks.Callback):
             writer = csv.DictWriter(fh, fieldnames=list(row))
             writer.writeheader()
             writer.writerows(self.rows)
-        improved = metrics["val_iou"] > self.best_iou
+        improved = select > self.best_iou
         if improved:
-            self.best_iou, self.best_epoch, self.best_metrics = metrics["val_iou"], epoch + 1, metrics
+            self.best_iou, self.best_epoch, self.best_metrics = select, epoch + 1, metrics
             self.export.set_weights(self.model.get_weights())
             self.export.save_weights(self.out_dir / WEIGHTS_FILE)
         print(
             f"epoch {epoch + 1}: loss {row['loss']:.4f} val_iou {metrics['val_iou']:.4f} "
-            f"val_dice {metrics['val_dice']:.4f}{' *best*' if improved else ''}",
+            f"val_dice {metrics['val_dice']:.4f}"
+            + (f" val_changed_iou {metrics['val_changed_iou']:.4f}" if self.robust is not None else "")
+            + (" *best*" if improved else ""),
             flush=True,
         )
         if epoch + 1 - self.best_epoch >= self.patience:
@@ -153,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--loss", choices=sorted(LOSSES), default="bce_dice")
     p.add_argument("--no-augment", action="store_true", help="train on plainly resized photos")
+    p.add_argument(
+        "--augment",
+        choices=["basic", "robust"],
+        default="basic",
+        help="basic: crops, flips, colour jitter; robust: also turns, small/several butterflies, sheets, "
+        "blur, exposure, colour cast, greyscale, noise, JPEG",
+    )
+    p.add_argument(
+        "--robust-val",
+        action="store_true",
+        help="also validate on robust-augmented val photos (fixed seed) and keep the best mean IoU",
+    )
+    p.add_argument("--init", type=Path, help="start from the weights in this model folder (fine-tuning)")
     p.add_argument("--patience", type=int, default=30, help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--size", type=int, help="override the input size (tiny test runs)")
@@ -185,7 +221,7 @@ def train(args: argparse.Namespace) -> Path:
     x_val = np.stack([preprocess(i, config.input_size) for i in val_images])
     y_val = np.stack([resize_mask(m, config.input_size) for m in val_masks])
 
-    augment = None if args.no_augment else AugmentConfig()
+    augment = None if args.no_augment else (AugmentConfig.robust() if args.augment == "robust" else AugmentConfig())
     seq = TrainSequence(
         train_images,
         train_masks,
@@ -204,9 +240,24 @@ def train(args: argparse.Namespace) -> Path:
     else:
         lr = args.lr
     model = create_model(args.model, **overrides)
+    init = None
+    if args.init:
+        # Loaded before the first checkpoint is written, so --init may name the output folder.
+        init = {"folder": str(args.init), "weights_sha256": data.file_sha256(args.init / WEIGHTS_FILE)}
+        model.load_weights(args.init / WEIGHTS_FILE)
     model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=args.weight_decay), loss=LOSSES[args.loss])
     save_config(config, args.model, out_dir)
-    validator = Validator(x_val, y_val, out_dir, args.patience, create_model(args.model, **overrides), args.time_limit)
+    robust = None
+    if args.robust_val:
+        pool = PhotoPool(val_images, val_masks)
+        views = [
+            augment_pair(i, m, config.input_size, AugmentConfig.robust(), np.random.default_rng((args.seed, 10**6, k)), pool)
+            for k, (i, m) in enumerate(zip(val_images, val_masks, strict=True))
+        ]
+        robust = (np.stack([v[0] for v in views]), np.stack([v[1] for v in views]))
+    validator = Validator(
+        x_val, y_val, out_dir, args.patience, create_model(args.model, **overrides), args.time_limit, robust
+    )
     started = time.time()
     model.fit(seq, epochs=args.epochs, callbacks=[validator], verbose=2)
     seconds = time.time() - started
@@ -227,6 +278,9 @@ def train(args: argparse.Namespace) -> Path:
         },
         "batch_size": args.batch_size,
         "augmentation": augment.to_dict() if augment else None,
+        "augment_preset": None if args.no_augment else args.augment,
+        "robust_validation": bool(args.robust_val),
+        "initial_weights": init,
         "epochs_run": len(validator.rows),
         "epochs_max": args.epochs,
         "time_limit_seconds": args.time_limit,
