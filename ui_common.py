@@ -1,91 +1,171 @@
-"""Streamlit pieces shared by the pages: cached model loading, photo pickers, results.
+"""Streamlit pieces shared by the pages: the page list, cached models and results, photo pickers.
 
 Caches here are process-wide, so every page and every session share one
-loaded model per name and one probability map per (photo, model).
+loaded model per name and one probability map per (photo, model, options).
+
+Every setting widget keeps its value for the whole session
+(``persist_state="session"``): a widget hidden for a while (the sample picker
+while Upload is chosen, a model's threshold while the model is deselected, a
+page the user left) comes back showing the value that produced the results.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import os
+import sys
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
-from seg_core import app_support
+from seg_core import labels, outputs
+from seg_core.analysis import Analysis, age_text, analyse, digest, is_cached, load_warm
+from seg_core.catalogue import model_catalogue, sample_label, sample_photos
 from seg_core.data import load_species
-from seg_core.imaging import InvalidImageError
-from seg_core.inference import ModelLoadError, Predictor
+from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError
+from seg_core.inference import InferenceOptions, ModelLoadError, Predictor
 from seg_core.results import ResultsFormatError, ResultsMissingError, load_bench, load_eval
 
 log = logging.getLogger(__name__)
 
 UPLOAD = "Upload"
 SAMPLE = "Sample photo"
+#: File types the upload widgets offer (MIME types, so the browser filters the picker).
+UPLOAD_TYPES = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif"]
+UPLOAD_LIMITS = (
+    f"JPEG, PNG, WebP, BMP, TIFF or GIF (first frame); "
+    f"at most {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE:,} pixels a side"
+)
+#: How long a setting keeps its value when its widget is not drawn (see the module docstring).
+KEEP = "session"
 
-#: (label, number format) of the numeric result columns the pages show.
-_NUMBERS = {
-    "parameters": ("Parameters", "localized"),
-    "file_mb": ("Weights (MB)", "%.2f"),
-    "load_s": ("Load (s)", "%.2f"),
-    "inference_ms": ("Inference (ms)", "%.1f"),
-    "latency_median_ms": ("Median latency (ms)", "%.1f"),
-    "latency_p95_ms": ("p95 latency (ms)", "%.1f"),
-    "throughput_batch8_ips": ("Batch of 8 (photos/s)", "%.1f"),
-    "peak_rss_mb": ("Peak memory (MB)", "%.0f"),
-    "foreground": ("Foreground (%)", "%.1f"),
-    "iou": ("IoU", "%.3f"),
-    "dice": ("Dice", "%.3f"),
-    "accuracy": ("Pixel accuracy", "%.4f"),
-    "mean_iou": ("Mean IoU (2 classes)", "%.4f"),
-}
-#: Column labels and formats shared by the pages; a page overrides what it words differently.
-COLUMNS = {
-    "model": st.column_config.TextColumn("Model"),
-    "kind": "Kind",
-    "recipe": st.column_config.TextColumn("Recipe", width="large"),
-    "reference": "Reference only",
-    "photos": "Photos",
-    "threshold": "Threshold",
-    **{name: st.column_config.NumberColumn(label, format=fmt) for name, (label, fmt) in _NUMBERS.items()},
-}
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One page of the app: its file (relative to ``streamlit_app.py``), menu title and icon."""
+
+    path: str
+    title: str
+    icon: str
+
+
+#: The app's pages in menu order; the first is the home page. Adding a page is one line here.
+PAGES = (
+    PageSpec("pages/home.py", "Home", ":material/home:"),
+    PageSpec("pages/segment.py", "Segment", ":material/content_cut:"),
+    PageSpec("pages/compare.py", "Compare models", ":material/compare:"),
+    PageSpec("pages/validation.py", "Validation metrics", ":material/bar_chart:"),
+)
+_IN_APP = contextvars.ContextVar("wingmask_in_app", default=False)
+
+
+def app_pages() -> list[st.Page]:
+    """The ``st.Page`` objects of :data:`PAGES` (new ones per run: Streamlit marks them as it runs them)."""
+    return [st.Page(p.path, title=p.title, icon=p.icon, default=i == 0) for i, p in enumerate(PAGES)]
+
+
+def page_spec(path: str) -> PageSpec:
+    """The entry of :data:`PAGES` for a page file, e.g. for a link to it."""
+    return next(p for p in PAGES if p.path == path)
+
+
+def run_app() -> None:
+    """Show the app's navigation and run the page the URL asks for (the entry point calls this)."""
+    token = _IN_APP.set(True)
+    try:
+        st.navigation(app_pages()).run()
+    finally:
+        _IN_APP.reset(token)
+
+
+def require_app_navigation() -> None:
+    """Rerun through the app's navigation when Streamlit ran a page file on its own.
+
+    Because the pages live in ``pages/``, Streamlit starts in its legacy
+    multipage mode: until some run has called ``st.navigation``, a deep link
+    (``/segment`` as the first request after the server starts) runs the page
+    file directly, without the entry point's page list and page settings.
+    Declaring the app's pages with ``st.navigation`` ends that mode, and
+    ``st.rerun`` then runs the entry point, which opens the same page because
+    both modes name a page by the same URL path.
+    """
+    if not _IN_APP.get():
+        st.navigation(app_pages())
+        st.rerun()
 
 
 def threshold_slider(key: str, disabled: bool = False, help: str | None = None) -> float:
     """The probability threshold control every page uses (0.05 to 0.95, default 0.5)."""
-    return st.slider("Threshold", 0.05, 0.95, 0.5, 0.01, key=key, disabled=disabled, help=help)
+    return st.slider(
+        "Threshold", 0.05, 0.95, 0.5, 0.01, key=key, disabled=disabled, help=help, persist_state=KEEP
+    )
 
 
-def require_app_navigation() -> None:
-    """Rerun through ``streamlit_app.py`` when Streamlit ran a page file on its own.
+def inference_options(key: str) -> InferenceOptions:
+    """The two switches that change how hard the networks look at a photo."""
+    second_look = st.toggle(
+        "Second look for small butterflies",
+        value=True,
+        key=f"{key}_second_look",
+        persist_state=KEEP,
+        help="When the butterfly is small in the photo, run the network again on a crop around it for a "
+        "finer outline. Photos where it fills much of the frame are not affected.",
+    )
+    tta = st.toggle(
+        "Test-time augmentation (best quality, slower)",
+        value=False,
+        key=f"{key}_tta",
+        persist_state=KEEP,
+        help="Average the network over flipped and turned copies of the photo: about four times the work.",
+    )
+    return InferenceOptions(second_look=second_look, tta=tta)
 
-    Because the pages live in ``pages/``, Streamlit starts in its legacy multipage
-    mode: a deep link opened before anyone has loaded the entry point (``/segment``
-    just after the server starts) runs the page file directly, without the app's
-    navigation and page settings. Leaving that mode and rerunning keeps the
-    requested page, since both modes name a page by the same URL path.
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up notices kept out of the server log.
+
+    TensorFlow's native libraries print "All log messages before
+    absl::InitializeLog()..." and a oneDNN notice, once per library, straight to
+    file descriptor 2 while they load, before any logging setting applies. They
+    say nothing an operator can act on, so stderr points at /dev/null for the
+    import alone. Later C++ messages below errors are hidden by
+    ``TF_CPP_MIN_LOG_LEVEL=2`` unless the operator set it otherwise.
     """
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            with contextlib.suppress(ImportError):  # then only the baselines load; U-Nets report why not
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @st.cache_resource(show_spinner="Loading the model...")
 def get_predictor(name: str) -> Predictor:
     """The one loaded instance of model ``name`` (raises ModelLoadError)."""
-    return app_support.load_warm(name)
+    _import_tensorflow_quietly()
+    return load_warm(name)
 
 
 # cache_resource, not cache_data: results are shared without pickling copies,
 # which is safe because analyse() returns read-only arrays. A 50-megapixel photo
 # holds about 350 MB here, hence the small bound and the expiry.
 @st.cache_resource(max_entries=16, ttl="1h", show_spinner=False)
-def cached_analysis(photo_key: str, model: str, _data: bytes) -> app_support.Analysis:
-    """Decode ``_data`` and run ``model`` once per (photo digest, model)."""
-    return app_support.analyse(_data, get_predictor(model))
+def cached_analysis(photo_key: str, model: str, second_look: bool, tta: bool, _data: bytes) -> Analysis:
+    """Decode ``_data`` and run ``model`` once per (photo digest, model, options)."""
+    return analyse(_data, get_predictor(model), InferenceOptions(second_look=second_look, tta=tta))
 
 
 @st.cache_data(show_spinner=False)
@@ -97,7 +177,18 @@ def species() -> dict[str, dict[str, str]]:
 @st.cache_data(show_spinner=False)
 def catalogue() -> pd.DataFrame:
     """Every selectable model with recipe and size (no weights loaded)."""
-    return app_support.model_catalogue()
+    return model_catalogue()
+
+
+def _column(name: str):
+    label = labels.label(name)
+    if label.number_format:
+        return st.column_config.NumberColumn(label.text, format=label.number_format, help=label.help or None)
+    return st.column_config.Column(label.text, help=label.help or None)
+
+
+#: Column headers and number formats for every results table, from the one table in seg_core.labels.
+COLUMNS = {name: _column(name) for name in labels.LABELS}
 
 
 @st.cache_data(show_spinner=False)
@@ -145,56 +236,86 @@ class Photo:
 
     @cached_property
     def key(self) -> str:
-        return app_support.digest(self.data)
+        return digest(self.data)
 
 
-def analysis(photo: Photo, model: str) -> app_support.Analysis:
-    """The cached decode-and-predict result of ``photo`` through ``model``."""
-    return cached_analysis(photo.key, model, photo.data)
+@dataclass(frozen=True)
+class Timed:
+    """An analysis, and whether its model time was measured for this request or comes from the cache.
+
+    Attributes:
+        analysis: the cached or fresh result.
+        cached: True when an earlier request computed it (and its time).
+        age_s: seconds since its time was measured.
+    """
+
+    analysis: Analysis
+    cached: bool
+    age_s: float
+
+    @property
+    def note(self) -> str:
+        """When the time was measured: ``"just now"`` or ``"2 min ago (cached)"``."""
+        return f"{age_text(self.age_s)} ago (cached)" if self.cached else "just now"
+
+    def time_text(self) -> str:
+        """The model time as shown, e.g. ``"37.2 ms"`` or ``"37.2 ms (cached)"``."""
+        shown = f"{labels.fmt('model_ms', self.analysis.model_ms)} ms"
+        return f"{shown} (cached)" if self.cached else shown
+
+    def caption(self, predictor: Predictor) -> str:
+        """What the model time covers and when it was measured, in one sentence."""
+        when = f"cached result, measured {age_text(self.age_s)} ago" if self.cached else "measured just now"
+        if predictor.kind != "unet":
+            return f"Model time: {predictor.name}'s whole computation on this photo; {when}."
+        options = self.analysis.options
+        extras = [name for name, on in (("second look", options.second_look), ("TTA", options.tta)) if on]
+        steps = ", ".join(["preprocessing", "network", *extras, "resizing to full size"])
+        return f"Model time: {predictor.name} on this photo ({steps}); {when}."
+
+
+def analysis(photo: Photo, model: str, options: InferenceOptions) -> Timed:
+    """The cached decode-and-predict result of ``photo`` through ``model`` with ``options``."""
+    asked_at = time.time()
+    result = cached_analysis(photo.key, model, options.second_look, options.tta, photo.data)
+    return Timed(result, is_cached(result, asked_at), time.time() - result.measured_at)
 
 
 def _uploads(label: str, key: str, multiple: bool, help_text: str) -> list:
-    files = st.file_uploader(
-        label, type=app_support.UPLOAD_TYPES, accept_multiple_files=multiple, key=key, help=help_text
-    )
+    files = st.file_uploader(label, type=UPLOAD_TYPES, accept_multiple_files=multiple, key=key, help=help_text)
     if files is None:
         return []
     return files if isinstance(files, list) else [files]
 
 
-def photo_picker(key: str, multiple: bool, default: str = UPLOAD) -> list[Photo]:
-    """Let the user upload photos or pick a sample; returns the chosen photos.
-
-    Args:
-        key: widget key prefix (one per page).
-        multiple: allow a batch of uploads.
-        default: which source is selected first.
-    """
-    source = st.radio(
-        "Photo source", [UPLOAD, SAMPLE], index=[UPLOAD, SAMPLE].index(default), horizontal=True, key=f"{key}_source"
+def _sample(key: str) -> list[Photo]:
+    samples = {s.id: s for s in sample_photos()}
+    names = species()
+    chosen = st.selectbox(
+        "Sample photo (test split, never seen in training)",
+        list(samples),
+        format_func=lambda sample_id: sample_label(samples[sample_id], names),
+        key=f"{key}_sample",
+        persist_state=KEEP,
     )
-    if source == SAMPLE:
-        samples = app_support.sample_photos()
-        names = species()
-        chosen = st.selectbox(
-            "Sample photo (test split, never seen in training)",
-            samples,
-            format_func=lambda s: app_support.sample_label(s, names),
-            key=f"{key}_sample",
-        )
-        if chosen is None:
-            return []
-        use_truth = st.checkbox("Score against its ground-truth mask", value=True, key=f"{key}_sample_truth")
-        truth = chosen.mask_path.read_bytes() if use_truth else None
-        return [Photo(chosen.image_path.name, chosen.image_path.read_bytes(), truth, chosen.mask_path.name)]
+    if chosen is None:
+        return []
+    sample = samples[chosen]
+    use_truth = st.checkbox(
+        "Score against its ground-truth mask", value=True, key=f"{key}_sample_truth", persist_state=KEEP
+    )
+    truth = sample.mask_path.read_bytes() if use_truth else None
+    return [Photo(sample.image_path.name, sample.image_path.read_bytes(), truth, sample.mask_path.name)]
 
+
+def _upload(key: str, multiple: bool) -> list[Photo]:
     files = _uploads(
         "Photos" if multiple else "Photo",
         f"{key}_upload",
         multiple,
-        f"{app_support.UPLOAD_LIMITS}. Files stay in memory and are never written to disk.",
+        f"{UPLOAD_LIMITS}. Files stay in memory and are never written to disk.",
     )
-    st.caption(app_support.UPLOAD_LIMITS + ".")
+    st.caption(UPLOAD_LIMITS + ".")
     with st.expander("Ground-truth masks (optional)"):
         masks = _uploads(
             "Masks",
@@ -205,7 +326,15 @@ def photo_picker(key: str, multiple: bool, default: str = UPLOAD) -> list[Photo]
         )
         st.caption("Give a mask the photo's file name (optionally ending in _seg0 or _mask) to get IoU and Dice.")
     truth_by_name = {f.name: f for f in masks}
-    matches = app_support.match_truth([f.name for f in files], list(truth_by_name))
+    photo_names = [f.name for f in files]
+    if files:
+        for name in outputs.unmatched_masks(photo_names, list(truth_by_name)):
+            st.warning(
+                f"Ground-truth mask **{name}** matches no photo, so it is not used. Name it after its photo: "
+                f"`{outputs.stem(name)}.jpg` pairs with `{outputs.stem(name)}.png`, "
+                f"`{outputs.stem(name)}_seg0.png` or `{outputs.stem(name)}_mask.png`."
+            )
+    matches = outputs.match_truth(photo_names, list(truth_by_name))
     photos = []
     for f in files:
         mask_file = truth_by_name.get(matches.get(f.name, ""))
@@ -215,6 +344,22 @@ def photo_picker(key: str, multiple: bool, default: str = UPLOAD) -> list[Photo]
             )
         )
     return photos
+
+
+def photo_picker(key: str, multiple: bool) -> list[Photo]:
+    """Let the user pick a sample (the default, so a page opens with a result) or upload photos.
+
+    Args:
+        key: widget key prefix (one per page).
+        multiple: allow a batch of uploads.
+
+    Returns:
+        The chosen photos, each with its ground-truth mask when there is one.
+    """
+    source = st.radio(
+        "Photo source", [SAMPLE, UPLOAD], horizontal=True, key=f"{key}_source", persist_state=KEEP
+    )
+    return _sample(key) if source == SAMPLE else _upload(key, multiple)
 
 
 def show_problem(what: str, exc: Exception) -> None:

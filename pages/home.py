@@ -8,6 +8,15 @@ from seg_core.results import BENCH_FILE, EVAL_TEST_FILE, PER_IMAGE, model_table
 
 ui_common.require_app_navigation()
 
+LINKS = {
+    "pages/segment.py": "Upload one or many photos: masks, overlays, cut-outs, downloads, and IoU/Dice with a "
+    "ground truth.",
+    "pages/compare.py": "One photo through every model side by side, each with its own threshold, and how far "
+    "they agree.",
+    "pages/validation.py": "Scores on the held-out test photos: distributions, thresholds, species, latency, "
+    "worst cases.",
+}
+
 st.title("Wingmask")
 st.write(
     "Wingmask finds the butterfly in a photo, pixel by pixel. Trained U-Nets (and simple classical "
@@ -15,16 +24,11 @@ st.write(
     "that into a mask at the photo's own resolution, from which the app makes an overlay and a cut-out."
 )
 
-left, middle, right = st.columns(3)
-with left, st.container(border=True):
-    st.page_link("pages/segment.py", label="**Segment photos**", icon=":material/content_cut:")
-    st.caption("Upload one or many photos: masks, overlays, cut-outs, downloads, and IoU/Dice with a ground truth.")
-with middle, st.container(border=True):
-    st.page_link("pages/compare.py", label="**Compare models**", icon=":material/compare:")
-    st.caption("One photo through every model side by side, each with its own threshold, and where they disagree.")
-with right, st.container(border=True):
-    st.page_link("pages/validation.py", label="**Validation metrics**", icon=":material/bar_chart:")
-    st.caption("Scores on the held-out test photos: distributions, thresholds, species, latency, worst cases.")
+for column, (path, blurb) in zip(st.columns(len(LINKS)), LINKS.items(), strict=True):
+    spec = ui_common.page_spec(path)
+    with column, st.container(border=True):
+        st.page_link(spec.path, label=f"**{spec.title}**", icon=spec.icon)
+        st.caption(blurb)
 
 st.subheader("Available models", anchor=False)
 evaluation = ui_common.eval_results(EVAL_TEST_FILE, "test scores")
@@ -33,23 +37,20 @@ table = model_table(ui_common.catalogue(), evaluation, bench, threshold=0.5, mod
 st.dataframe(
     table,
     hide_index=True,
-    column_order=["model", "kind", "iou", "dice", "latency_median_ms", "parameters", "file_mb", "recipe"],
-    column_config=ui_common.COLUMNS
-    | {
-        "file_mb": st.column_config.NumberColumn("Size (MB)", format="%.2f"),
-        "iou": st.column_config.NumberColumn("Test IoU @0.5", format="%.3f"),
-        "dice": st.column_config.NumberColumn("Test Dice @0.5", format="%.3f"),
-    },
+    column_order=["model", "kind", "iou", "dice", "latency_median_ms", "parameters", "file_mb"],
+    column_config=ui_common.COLUMNS,
 )
 notes = []
 if evaluation is not None:
     photos = evaluation["image_id"].nunique()
-    notes.append(f"Test IoU and Dice: butterfly class, mean over the {photos} test photos at threshold 0.5.")
+    notes.append(f"IoU and Dice: butterfly class, mean over the {photos} test photos at threshold 0.5.")
 if bench is not None:
     machines = ", ".join(sorted(bench["machine"].dropna().astype(str).unique()))
     notes.append(f"Latency: median time for one photo, measured on {machines}.")
 if notes:
     st.caption(" ".join(notes))
+with st.expander("How each model was made"):
+    st.markdown("\n".join(f"- **{row.model}**: {row.recipe or 'no recipe recorded'}" for row in table.itertuples()))
 
 st.subheader("Data", anchor=False)
 split = load_split()

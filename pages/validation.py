@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import altair as alt
@@ -9,15 +10,31 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core import app_support, results
+from seg_core import labels, results
+from seg_core.analysis import load_truth
 from seg_core.data import dataset_available, scan_dataset
-from seg_core.inference import DEFAULT_MODEL, threshold_mask
+from seg_core.inference import DEFAULT_MODEL, InferenceOptions, threshold_mask
 from seg_core.postprocess import error_overlay
 
 ui_common.require_app_navigation()
 
-METRIC_LABELS = {"iou": "IoU", "dice": "Dice", "accuracy": "Pixel accuracy", "mean_iou": "Mean IoU (2 classes)"}
 GALLERY_SIZE = 6
+#: Share of photos a zoomed distribution may leave off its left edge (the worst 2%).
+ZOOM_QUANTILE = 0.02
+#: Strong, distinct colours; the headline model gets the first (the app's own colour).
+PALETTE = ["#c2185b", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#5d4037", "#546e7a"]
+BENCH_SHOWN = [
+    "model",
+    "runtime",
+    "precision",
+    "latency_median_ms",
+    "latency_p95_ms",
+    "throughput_batch8_ips",
+    "peak_rss_mb",
+    "load_s",
+    "parameters",
+    "file_mb",
+]
 
 
 @st.cache_data(show_spinner=False)
@@ -38,11 +55,17 @@ def dataset_photos(root: str) -> dict[str, tuple[str, str]]:
     return {s.id: (str(s.image_path), str(s.mask_path)) for s in scan_dataset(root).samples}
 
 
+def model_colours(models: list[str]) -> alt.Scale:
+    """The same colour for a model on every chart, the headline model first and strongest."""
+    ordered = sorted(models, key=lambda m: (m != DEFAULT_MODEL, m))
+    return alt.Scale(domain=ordered, range=PALETTE[: len(ordered)] or PALETTE[:1])
+
+
 def threshold_chart(
-    table: pd.DataFrame, metric: str, threshold: float, domain: tuple[float, float] | None
+    table: pd.DataFrame, metric: str, threshold: float, domain: tuple[float, float] | None, colours: alt.Scale
 ) -> alt.LayerChart:
-    """Metric curves per model with a dashed rule at the chosen threshold."""
-    label = METRIC_LABELS[metric]
+    """Metric curves per model, the headline model drawn thicker, with a dashed rule at the chosen threshold."""
+    label = labels.text(metric)
     y_scale = alt.Scale(domain=list(domain), zero=False) if domain else alt.Scale(zero=False)
     lines = (
         alt.Chart(table)
@@ -50,7 +73,8 @@ def threshold_chart(
         .encode(
             x=alt.X("threshold:Q", title="Threshold", scale=alt.Scale(domain=[0, 1])),
             y=alt.Y(f"{metric}:Q", title=label, scale=y_scale),
-            color=alt.Color("model:N", title="Model"),
+            color=alt.Color("model:N", title="Model", scale=colours),
+            strokeWidth=alt.condition(f"datum.model == '{DEFAULT_MODEL}'", alt.value(3.5), alt.value(1.8)),
             tooltip=["model", alt.Tooltip("threshold:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
         )
     )
@@ -71,23 +95,27 @@ def zoom_domain(table: pd.DataFrame, metric: str, models: set[str]) -> tuple[flo
     return float(values.min() - pad), float(min(1.0, values.max() + pad))
 
 
-def distribution_chart(rows: pd.DataFrame, metric: str) -> alt.LayerChart:
-    """Box plot and one tick per photo of a metric, per model."""
-    label = METRIC_LABELS[metric]
-    x = alt.X(f"{metric}:Q", title=f"{label} per photo", scale=alt.Scale(zero=False))
-    y = alt.Y("model:N", title=None)
-    box = (
-        alt.Chart(rows)
-        .mark_boxplot(extent=1.5, opacity=0.6, size=22)
-        .encode(x=x, y=y, color=alt.Color("model:N", legend=None))
-    )
+def distribution_domain(values: pd.Series) -> tuple[float, float]:
+    """An x range from just below most photos' scores to 1 (the worst :data:`ZOOM_QUANTILE` may fall outside)."""
+    low = math.floor(float(values.quantile(ZOOM_QUANTILE)) * 20) / 20
+    return max(0.0, min(low, 0.95)), 1.0
+
+
+def distribution_chart(
+    rows: pd.DataFrame, metric: str, domain: tuple[float, float], colours: alt.Scale
+) -> alt.LayerChart:
+    """Box plot and one tick per photo of a metric, per model, on the x range ``domain``."""
+    x = alt.X(f"{metric}:Q", title=f"{labels.text(metric)} per photo", scale=alt.Scale(domain=list(domain)))
+    y = alt.Y("model:N", title=None, sort=colours.domain, axis=alt.Axis(labelLimit=200))
+    colour = alt.Color("model:N", legend=None, scale=colours)
+    box = alt.Chart(rows).mark_boxplot(extent=1.5, opacity=0.6, size=22, clip=True).encode(x=x, y=y, color=colour)
     ticks = (
         alt.Chart(rows)
-        .mark_tick(opacity=0.35, thickness=1)
+        .mark_tick(opacity=0.35, thickness=1, clip=True)
         .encode(
             x=x,
             y=y,
-            color=alt.Color("model:N", legend=None),
+            color=colour,
             tooltip=["model", "image_id", "species", alt.Tooltip(f"{metric}:Q", format=".4f")],
         )
     )
@@ -96,7 +124,7 @@ def distribution_chart(rows: pd.DataFrame, metric: str) -> alt.LayerChart:
 
 def species_chart(table: pd.DataFrame, metric: str) -> alt.LayerChart:
     """Heat map of a metric per species and model, values printed in the cells."""
-    label = METRIC_LABELS[metric]
+    label = labels.text(metric)
     base = alt.Chart(table).encode(
         x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("species_name:N", title=None, axis=alt.Axis(labelLimit=260)),
@@ -143,24 +171,20 @@ def gallery(rows: pd.DataFrame, model: str, threshold: float, root: str) -> None
             continue
         photo = ui_common.Photo(item.image_id, Path(paths[0]).read_bytes())
         try:
-            analysis = ui_common.analysis(photo, model)
-            truth = app_support.load_truth(paths[1], analysis.image)
+            analysis = ui_common.analysis(photo, model, InferenceOptions()).analysis
+            truth = load_truth(paths[1], analysis.image)
         except Exception as exc:  # one unreadable photo must not hide the rest
             with column:
                 ui_common.show_problem(item.image_id, exc)
             continue
         mask = threshold_mask(analysis.prob, threshold)
-        column.image(
-            error_overlay(analysis.image, mask, truth),
-            caption=f"{item.image_id} ({ui_common.species().get(item.species, {}).get('common', item.species)}): "
-            f"IoU {item.iou:.3f}, Dice {item.dice:.3f}",
-        )
+        name = ui_common.species().get(item.species, {}).get("common", item.species)
+        scores = f"IoU {labels.fmt('iou', item.iou)}, Dice {labels.fmt('dice', item.dice)}"
+        column.image(error_overlay(analysis.image, mask, truth), caption=f"{item.image_id} ({name}): {scores}")
 
 
-st.title("Validation metrics")
-path = results.EVAL_TEST_FILE
-evaluation = ui_common.eval_results(path, "validation metrics")
-if evaluation is not None:
+def scores_section(evaluation: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str], float] | None:
+    """Controls, score table and charts; returns (rows, chosen models, threshold), or None when none is chosen."""
     mtime = path.stat().st_mtime
     photos = evaluation["image_id"].nunique()
     st.write(
@@ -175,68 +199,86 @@ if evaluation is not None:
         value=min(options, key=lambda t: abs(t - 0.5)),
         format_func=lambda t: f"{t:.2f}",
         key="val_threshold",
+        persist_state=ui_common.KEEP,
     )
     mode = controls[1].radio(
         "Aggregation",
         results.AGGREGATIONS,
         horizontal=True,
         key="val_mode",
+        persist_state=ui_common.KEEP,
         help="per-image: the mean of each photo's score. whole-set: one score from all photos' pixels together.",
     )
-    metric = controls[2].selectbox("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="val_metric")
+    metric = controls[2].selectbox(
+        "Metric", list(results.METRIC_NAMES), format_func=labels.text, key="val_metric", persist_state=ui_common.KEEP
+    )
     models = sorted(evaluation["model"].unique())
-    chosen = st.multiselect("Models", models, default=models, key="val_models")
+    chosen = st.multiselect("Models", models, default=models, key="val_models", persist_state=ui_common.KEEP)
     rows = scored(str(path), mtime)
     rows = rows[rows["model"].isin(chosen)]
     if rows.empty:
-        st.info("Choose at least one model.")
-        st.stop()
+        st.info("Choose at least one model to see its scores.")
+        return None
+    colours = model_colours(chosen)
+    binary = results.binary_models(evaluation)
 
     st.subheader(f"Scores at threshold {threshold:.2f} ({mode})", anchor=False)
     at = results.at_threshold(rows, threshold)
     summary = results.aggregate(at, ["model"], mode).sort_values("iou", ascending=False)
-    st.dataframe(
-        summary,
-        hide_index=True,
-        column_config=ui_common.COLUMNS
-        | {name: st.column_config.NumberColumn(label, format="%.4f") for name, label in METRIC_LABELS.items()},
-    )
+    st.dataframe(summary, hide_index=True, column_config=ui_common.COLUMNS)
 
     st.subheader("Metrics against threshold", anchor=False)
-    curve = curves(str(path), mtime, mode)
-    curve = curve[curve["model"].isin(chosen)]
-    binary = results.binary_models(evaluation)
     zoom = st.checkbox(
         "Zoom on the models that use a threshold",
         value=True,
         key="val_zoom",
+        persist_state=ui_common.KEEP,
         disabled=set(chosen) <= binary,
-        help="Yes/no baselines are flat lines; their scores may then fall below the visible range.",
+        help="Yes/no baselines are flat lines and spread over the whole 0-1 range; zooming leaves them out "
+        "of the per-photo charts and lets their curves fall below the visible range.",
     )
-    domain = zoom_domain(curve, metric, set(chosen) - binary) if zoom else None
-    st.altair_chart(threshold_chart(curve, metric, threshold, domain), width="stretch")
+    zoomed = zoom and not set(chosen) <= binary
+    curve = curves(str(path), mtime, mode)
+    curve = curve[curve["model"].isin(chosen)]
+    domain = zoom_domain(curve, metric, set(chosen) - binary) if zoomed else None
+    st.altair_chart(threshold_chart(curve, metric, threshold, domain, colours), width="stretch")
     st.caption(
-        "The dashed line marks the chosen threshold. Baselines that answer yes/no are flat; their scores are "
-        "in the table above."
+        f"The dashed line marks the chosen threshold; {DEFAULT_MODEL}, the app's default model, is drawn thicker. "
+        "Baselines that answer yes/no are flat; their scores are in the table above."
     )
 
     st.subheader("Per-photo distributions", anchor=False)
+    shown = at[~at["model"].isin(binary)] if zoomed else at
     for column, name in zip(st.columns(2), ("iou", "dice"), strict=True):
-        column.altair_chart(distribution_chart(at, name), width="stretch")
+        low, high = distribution_domain(shown[name]) if zoomed else (0.0, 1.0)
+        column.altair_chart(distribution_chart(shown, name, (low, high), colours), width="stretch")
+        outside = int((shown[name] < low).sum())
+        if outside:
+            column.caption(f"{outside} photo(s) below {low:.2f} lie off the left edge; untick the zoom to see them.")
     st.caption(
         f"One tick per test photo at threshold {threshold:.2f}; boxes show quartiles, circles outliers. "
         "Distributions are per photo whatever the aggregation."
+        + (" Yes/no baselines are left out while zoomed." if zoomed and set(chosen) & binary else "")
     )
 
     st.subheader("Per species", anchor=False)
     by_species = results.species_breakdown(rows, threshold, ui_common.species(), mode)
     st.altair_chart(species_chart(by_species, metric), width="stretch")
+    return rows, chosen, threshold
 
-st.subheader("Latency", anchor=False)
-bench = ui_common.bench_results(results.BENCH_FILE, "latency chart")
-if bench is not None:
+
+def latency_section() -> None:
+    """Benchmark chart and table; independent of the models chosen above."""
+    st.subheader("Latency", anchor=False)
+    bench = ui_common.bench_results(results.BENCH_FILE, "latency chart")
+    if bench is None:
+        return
     st.altair_chart(latency_chart(results.latency_long(bench)), width="stretch")
-    st.dataframe(bench.drop(columns=["machine", "measured_at"]), hide_index=True, column_config=ui_common.COLUMNS)
+    st.dataframe(
+        bench[[c for c in BENCH_SHOWN if c in bench.columns]],
+        hide_index=True,
+        column_config=ui_common.COLUMNS | {"model": st.column_config.TextColumn("Model", width="medium")},
+    )
     machines = ", ".join(sorted(bench["machine"].dropna().astype(str).unique()))
     dates = ", ".join(sorted(bench["measured_at"].dropna().astype(str).unique()))
     st.caption(
@@ -244,16 +286,27 @@ if bench is not None:
         "network) that show cost only."
     )
 
-if evaluation is not None:
+
+def gallery_section(rows: pd.DataFrame, chosen: list[str], threshold: float) -> None:
+    """The worst test photos of one chosen model."""
     st.subheader("Worst photos", anchor=False)
     root = dataset_available()
     if root is None:
         st.info("The gallery needs the Leeds dataset (set WINGMASK_DATA or place it at ../shared/leedsbutterfly).")
-    else:
-        default = chosen.index(DEFAULT_MODEL) if DEFAULT_MODEL in chosen else 0
-        gallery_model = st.selectbox("Model", chosen, index=default, key="val_gallery_model")
-        st.caption(
-            f"The {GALLERY_SIZE} lowest-IoU test photos for {gallery_model} at threshold {threshold:.2f}. "
-            "Green: correct butterfly pixels; red: false butterfly; blue: missed butterfly."
-        )
-        gallery(rows, gallery_model, threshold, str(root))
+        return
+    default = chosen.index(DEFAULT_MODEL) if DEFAULT_MODEL in chosen else 0
+    gallery_model = st.selectbox("Model", chosen, index=default, key="val_gallery_model")
+    st.caption(
+        f"The {GALLERY_SIZE} lowest-IoU test photos for {gallery_model} at threshold {threshold:.2f}. "
+        "Green: correct butterfly pixels; red: false butterfly; blue: missed butterfly."
+    )
+    gallery(rows, gallery_model, threshold, str(root))
+
+
+st.title("Validation metrics")
+path = results.EVAL_TEST_FILE
+evaluation = ui_common.eval_results(path, "validation metrics")
+chosen_scores = scores_section(evaluation, path) if evaluation is not None else None
+latency_section()
+if chosen_scores is not None:
+    gallery_section(*chosen_scores)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from seg_core.imaging import InvalidImageError, resize_probability
-from seg_core.inference import Predictor, register_baseline
+from seg_core.inference import InferenceOptions, Predictor, register_baseline
 
 #: GrabCut refits its colour models and solves a graph cut over every pixel at
 #: each iteration, so its time grows with the pixel count while the extra boundary
@@ -61,7 +61,7 @@ class GrabCutBaseline(Predictor):
     kind = "baseline"
     binary_only = True
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba(self, image: np.ndarray, options: InferenceOptions | None = None) -> np.ndarray:
         image = _check_rgb(image)
         height, width = image.shape[:2]
         small_h, small_w = working_size(height, width)
@@ -106,7 +106,7 @@ class OtsuBaseline(Predictor):
     kind = "baseline"
     binary_only = True
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba(self, image: np.ndarray, options: InferenceOptions | None = None) -> np.ndarray:
         grey = cv2.cvtColor(_check_rgb(image), cv2.COLOR_RGB2GRAY)
         threshold, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         bright = grey > threshold

@@ -1,7 +1,12 @@
 """Benchmark every model on this machine: latency, throughput, load time, size, memory.
 
-Each model is measured in a fresh process so its peak memory and load time are
-its own (no weights, graphs or caches left over from another model). The
+Each trained U-Net is measured on every installed runtime and precision (see
+:mod:`seg_core.runtimes`); the ``default`` column marks what
+``load_predictor`` picks. Each row is measured in a fresh process so its peak
+memory and load time are its own (no weights, graphs or caches left over from
+another row); load time includes the warm-up, and OpenVINO exports are built
+beforehand, as the app finds them after its first start. The CPU's name and
+its BF16/AMX flags are recorded with the rows. The
 reference row is the registry's ``unet_classic`` (the original U-Net width)
 with random weights, served through the same :class:`UNetPredictor` code path
 as the trained models, in the same run.
@@ -31,8 +36,10 @@ from tqdm import tqdm
 from seg_core.config import WEIGHTS_FILE
 from seg_core.data import REPO_ROOT
 from seg_core.evaluate import format_table
+from seg_core.export import folder_digest
 from seg_core.imaging import InvalidImageError, load_image
 from seg_core.inference import (
+    DEFAULT_MODEL,
     MODELS_DIR,
     ModelLoadError,
     Predictor,
@@ -43,25 +50,30 @@ from seg_core.inference import (
     threshold_mask,
 )
 from seg_core.results import BENCH_COLUMNS, BENCH_FILE
+from seg_core.runtimes import AUTO, RUNTIME_PRECISIONS, RUNTIMES, available_runtimes, cpu_flags, plan
 
 REFERENCE_ARCH = "unet_classic"
 REFERENCE_NAME = "unet_classic (random weights, reference)"
 #: A typical Leeds photo (500 x 332) from the test split.
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "images" / "0020008.jpg"
 BATCH = 8
-LABELS = {
-    "model": "model",
-    "kind": "kind",
-    "parameters": "parameters",
-    "file_mb": "weights MB",
-    "load_s": "load s",
-    "latency_median_ms": "median ms",
-    "latency_p95_ms": "p95 ms",
-    "throughput_batch8_ips": "batch-8 img/s",
-    "peak_rss_mb": "peak RSS MB",
-}
-DECIMALS = {"file_mb": 2, "load_s": 2, "latency_median_ms": 1, "latency_p95_ms": 1, "throughput_batch8_ips": 1}
-DECIMALS |= {"peak_rss_mb": 0}
+#: What the runtime and precision columns say for classical baselines.
+BASELINE_RUNTIME, BASELINE_PRECISION = "opencv", "-"
+#: The columns of the printed table (headers and formats: seg_core.labels).
+COLUMNS = [
+    "model",
+    "kind",
+    "runtime",
+    "precision",
+    "default",
+    "parameters",
+    "file_mb",
+    "load_s",
+    "latency_median_ms",
+    "latency_p95_ms",
+    "throughput_batch8_ips",
+    "peak_rss_mb",
+]
 
 
 def reference_predictor(arch: str = REFERENCE_ARCH, **overrides) -> UNetPredictor:
@@ -124,6 +136,8 @@ def measure(
     batch_repeats: int = 5,
     warmup: int = 3,
     models_dir: str | os.PathLike = MODELS_DIR,
+    runtime: str = "auto",
+    precision: str = "auto",
 ) -> dict:
     """Benchmark one predictor in this process (see :func:`run_benchmarks` for a fresh one).
 
@@ -138,20 +152,28 @@ def measure(
         batch_repeats: timed batches of ``BATCH`` copies of the photo.
         warmup: untimed single-photo calls first (0 also skips the untimed batch).
         models_dir: folder of trained U-Nets.
+        runtime, precision: for a U-Net, as :func:`load_predictor` takes them,
+            except that a concrete precision is measured whether or not it is verified.
 
     Returns:
-        A row with the columns of ``BENCH_COLUMNS`` except ``machine`` and ``measured_at``.
+        A row with the columns of ``BENCH_COLUMNS`` except ``default``, ``machine``,
+        ``cpu_flags`` and ``measured_at``.
 
     Raises:
         ModelLoadError: unknown or broken model.
     """
     image = load_image(image_path)
-    if name == REFERENCE_NAME or name not in baseline_names():
+    baseline = name in baseline_names()
+    if name == REFERENCE_NAME or (not baseline and runtime == "keras"):
         import keras  # noqa: F401  (the library import is not part of a model's load time)
     started = time.perf_counter()
-    predictor = reference_predictor() if name == REFERENCE_NAME else load_predictor(name, models_dir)
+    if name == REFERENCE_NAME:
+        predictor = reference_predictor()
+    elif baseline or AUTO in (runtime, precision):
+        predictor = load_predictor(name, models_dir, runtime, precision)
+    else:
+        predictor = UNetPredictor(Path(models_dir) / name, runtime, precision)
     load_s = time.perf_counter() - started
-
     def single() -> None:
         threshold_mask(predictor.predict_proba(image))
 
@@ -165,9 +187,12 @@ def measure(
     batch_s = run_times(batch, batch_repeats)
     peak = peak_rss_mb()
     parameters, file_mb = model_size(predictor)
+    info = predictor.info()
     return {
         "model": name,
         "kind": predictor.kind,
+        "runtime": info.get("runtime", BASELINE_RUNTIME),
+        "precision": info.get("precision", BASELINE_PRECISION),
         "reference": name == REFERENCE_NAME,
         "parameters": parameters,
         "file_mb": file_mb,
@@ -192,6 +217,49 @@ def machine_description() -> str:
     return f"{cpu}, {cores} cores"
 
 
+def jobs(names: list[str], runtimes: list[str], models_dir: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """(model, runtime, precision) of every row: each U-Net on each runtime and precision it runs here.
+
+    BF16 rows are measured only on a CPU with BF16 instructions (elsewhere
+    OpenVINO would run FP32 and the row would repeat the FP32 one).
+    """
+    has_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+    unet_runs = [
+        (runtime, precision)
+        for runtime in reversed(RUNTIMES)  # the Keras reference first
+        if runtime in runtimes
+        for precision in reversed(RUNTIME_PRECISIONS[runtime])
+        if precision != "bf16" or has_bf16
+    ]
+    rows = []
+    for name in names:
+        if name in baseline_names():
+            rows.append((name, BASELINE_RUNTIME, BASELINE_PRECISION))
+        elif name == REFERENCE_NAME:
+            rows.append((name, "keras", "fp32"))
+        else:
+            rows += [(name, runtime, precision) for runtime, precision in unet_runs]
+    return rows
+
+
+def default_run(name: str, models_dir: str | os.PathLike) -> tuple[str, str]:
+    """(runtime, precision) that ``load_predictor(name)`` picks here."""
+    if name in baseline_names():
+        return BASELINE_RUNTIME, BASELINE_PRECISION
+    if name == REFERENCE_NAME:
+        return "", ""
+    try:
+        digest = folder_digest(Path(models_dir) / name)
+    except OSError:  # unknown or incomplete model: measuring it reports the error
+        digest = None
+    return plan(name, digest, AUTO, AUTO, models_dir)[0]
+
+
+def _prepare_export(name: str, models_dir: str | os.PathLike) -> None:
+    """Build the cached OpenVINO export, so measured loads find it (and never import TensorFlow for it)."""
+    UNetPredictor(Path(models_dir) / name, "openvino", "fp32")
+
+
 def run_benchmarks(
     models: list[str] | None = None,
     repeats: int = 30,
@@ -202,8 +270,9 @@ def run_benchmarks(
     reference: bool = True,
     models_dir: str | os.PathLike = MODELS_DIR,
     progress: bool = True,
+    runtimes: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Benchmark each model in its own fresh process and write the table to ``out``.
+    """Benchmark each model on each runtime and precision in its own fresh process; write ``out``.
 
     Args:
         models: predictor names (default: every one of ``available_predictors()``).
@@ -213,24 +282,38 @@ def run_benchmarks(
         reference: add the random-weight ``unet_classic`` reference row.
         models_dir: folder of trained U-Nets.
         progress: show a progress bar on stderr.
+        runtimes: U-Net runtimes to measure (default: every installed one, see :func:`jobs`).
 
     Returns:
-        The rows written, columns ``BENCH_COLUMNS`` of :mod:`seg_core.results`.
+        The rows written, columns ``BENCH_COLUMNS`` of :mod:`seg_core.results`;
+        ``default`` marks the runtime and precision ``load_predictor`` picks.
 
     Raises:
         ModelLoadError: unknown or broken model.
     """
     names = list(models or available_predictors(models_dir)) + ([REFERENCE_NAME] if reference else [])
+    todo = jobs(names, list(runtimes or available_runtimes()), models_dir)
+    defaults = {name: default_run(name, models_dir) for name in names}
     # "spawn" starts a clean interpreter: nothing of the parent's imports or memory is inherited.
     context = multiprocessing.get_context("spawn")
     rows = []
-    with tqdm(names, desc="benchmark", file=sys.stderr, disable=not progress) as bar:
-        for name in bar:
-            bar.set_postfix_str(name)
+    with tqdm(todo, desc="benchmark", file=sys.stderr, disable=not progress) as bar:
+        for name, runtime, precision in bar:
+            bar.set_postfix_str(f"{name} {runtime} {precision}")
+            if runtime == "openvino":
+                with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                    pool.submit(_prepare_export, name, models_dir).result()
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                args = (name, image_path, repeats, batch_repeats, warmup, models_dir)
-                rows.append(pool.submit(measure, *args).result())
-    table = pd.DataFrame(rows).assign(machine=machine_description(), measured_at=datetime.date.today().isoformat())
+                args = (name, image_path, repeats, batch_repeats, warmup, models_dir, runtime, precision)
+                row = pool.submit(measure, *args).result()
+            rows.append(row | {"default": defaults[name] == (row["runtime"], row["precision"])})
+    # Each model's default row first: readers that take a model's first row get what the app runs.
+    rows.sort(key=lambda row: (names.index(row["model"]), not row["default"]))
+    table = pd.DataFrame(rows).assign(
+        machine=machine_description(),
+        cpu_flags=" ".join(cpu_flags()) or "none",
+        measured_at=datetime.date.today().isoformat(),
+    )
     table = table[BENCH_COLUMNS]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
@@ -252,6 +335,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=BENCH_FILE, help="CSV to write (default: models/bench.csv)")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="folder of trained U-Nets")
     parser.add_argument("--no-reference", action="store_true", help=f"skip the {REFERENCE_ARCH} reference row")
+    parser.add_argument(
+        "--runtimes", nargs="+", choices=list(RUNTIMES), help="U-Net runtimes to measure (default: all installed)"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -274,12 +360,30 @@ def main(argv: list[str] | None = None) -> None:
             not args.no_reference,
             args.models_dir,
             not args.no_progress,
+            args.runtimes,
         )
     except ModelLoadError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"wrote {args.out}", file=sys.stderr)
     print(f"{table['machine'].iloc[0]}, {table['measured_at'].iloc[0]}; photo {args.image.name}")
-    print(format_table(table, LABELS, args.markdown, DECIMALS))
+    print(format_table(table, COLUMNS, args.markdown))
+    speedup = default_speedup(table)
+    if speedup:
+        print(speedup)
+
+
+def default_speedup(table: pd.DataFrame, name: str = DEFAULT_MODEL) -> str | None:
+    """A line comparing the default predictor's median latency with the reference's (None without both)."""
+    default = table[(table["model"] == name) & table["default"]]
+    reference = table[table["reference"]]
+    if default.empty or reference.empty:
+        return None
+    mine, theirs = default.iloc[0], reference.iloc[0]
+    ratio = theirs["latency_median_ms"] / mine["latency_median_ms"]
+    return (
+        f"default predictor {name} ({mine['runtime']} {mine['precision']}): {mine['latency_median_ms']:.1f} ms, "
+        f"{ratio:.1f}x faster than the {REFERENCE_ARCH} reference ({theirs['latency_median_ms']:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

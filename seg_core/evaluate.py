@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,24 +43,17 @@ from seg_core.inference import (
     load_predictor,
     threshold_mask,
 )
+from seg_core.labels import headers, label
 from seg_core.metrics import Confusion, confusion
 from seg_core.results import EVAL_COLUMNS, PER_IMAGE, WHOLE_SET, aggregate, at_threshold, load_eval
 
 #: 0.05, 0.10, ..., 0.95 (rounded so they print and compare cleanly).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SUMMARY_THRESHOLD = 0.5
-SUMMARY_LABELS = {
-    "model": "model",
-    "kind": "kind",
-    "photos": "photos",
-    "accuracy": "accuracy",
-    "dice": "Dice",
-    "iou": "fg IoU",
-    "mean_iou": "mean IoU",
-    "iou_per_image": "fg IoU (per-image mean)",
-    "median_ms": "median ms",
-}
-SUMMARY_DECIMALS = {"median_ms": 1}
+#: The summary's columns with their headers (whole-set metrics, then the per-photo mean IoU and timing).
+SUMMARY_LABELS = headers(
+    ["model", "kind", "photos", "accuracy", "dice", "iou", "mean_iou", "iou_per_image", "median_ms"]
+)
 
 
 def eval_path(out_dir: str | os.PathLike, split: str) -> Path:
@@ -222,40 +216,35 @@ def summarize(results: pd.DataFrame, threshold: float = SUMMARY_THRESHOLD) -> pd
     return table.loc[list(dict.fromkeys(rows["model"]))].reset_index()[list(SUMMARY_LABELS)]
 
 
-def format_table(
-    table: pd.DataFrame, labels: dict[str, str], markdown: bool = False, decimals: dict[str, int] | None = None
-) -> str:
+def format_table(table: pd.DataFrame, columns: Iterable[str], markdown: bool = False) -> str:
     """Render a table for a terminal, or as a Markdown table for the README.
+
+    Headers and number formats come from :mod:`seg_core.labels`, so the
+    command-line summaries read like the dashboard's tables.
 
     Args:
         table: the rows to show.
-        labels: column -> header text; only these columns are shown, in this order.
+        columns: the columns to show, in this order (a dict's keys will do).
         markdown: Markdown pipe table instead of aligned plain text.
-        decimals: column -> decimals of its floating-point cells (default 4).
 
     Returns:
         The table as text, numbers right-aligned.
     """
-    decimals = decimals or {}
-
-    def cell(column: str, value) -> str:
-        if isinstance(value, float | np.floating):
-            return "" if math.isnan(value) else f"{value:.{decimals.get(column, 4)}f}"
-        return str(value)
-
+    columns = list(columns)
     cells = [
-        [cell(c, v) for c, v in zip(labels, row, strict=True)] for row in table[list(labels)].itertuples(index=False)
+        [label(c).format(v) for c, v in zip(columns, row, strict=True)]
+        for row in table[columns].itertuples(index=False)
     ]
-    headers = list(labels.values())
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in labels]
+    header_row = [label(c).text for c in columns]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header_row)]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in columns]
 
     def line(values: list[str]) -> str:
         padded = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
         return "| " + " | ".join(padded) + " |" if markdown else "  ".join(padded)
 
     rule = ["-" * (w - 1) + ":" if markdown and num else "-" * w for w, num in zip(widths, numeric, strict=True)]
-    return "\n".join([line(headers), line(rule)] + [line(r) for r in cells])
+    return "\n".join([line(header_row), line(rule)] + [line(r) for r in cells])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -297,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         elif not path.is_file():
             parser.exit(2, f"error: {path} does not exist; run without --summary-only first\n")
         print(f"{split} split, threshold {SUMMARY_THRESHOLD} (whole-set metrics: counts summed over photos)")
-        print(format_table(summarize(load_eval(path)), SUMMARY_LABELS, args.markdown, SUMMARY_DECIMALS))
+        print(format_table(summarize(load_eval(path)), SUMMARY_LABELS, args.markdown))
 
 
 if __name__ == "__main__":

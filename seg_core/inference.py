@@ -9,24 +9,44 @@ running the network again.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from seg_core import second_look
 from seg_core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, UNetConfig, load_config
 from seg_core.data import REPO_ROOT
 from seg_core.imaging import ImageSource, load_image, preprocess, resize_probability
 
 MODELS_DIR = REPO_ROOT / "models"
+_log = logging.getLogger(__name__)
 DEFAULT_MODEL = "unet-best"
 
 
 class ModelLoadError(RuntimeError):
     """A model folder is missing, incomplete, or its weights do not load."""
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How hard a network looks at a photo (classical baselines ignore these).
+
+    Attributes:
+        second_look: crop around butterflies that are small in the photo and run
+            the network again on each crop (see :mod:`seg_core.second_look`);
+            photos where the butterfly fills much of the frame are unaffected.
+        tta: test-time augmentation: average the network over flips and a
+            quarter turn (four passes; best quality, about four times slower).
+    """
+
+    second_look: bool = True
+    tta: bool = False
 
 
 class Predictor(ABC):
@@ -38,7 +58,7 @@ class Predictor(ABC):
     binary_only: bool = False
 
     @abstractmethod
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba(self, image: np.ndarray, options: InferenceOptions | None = None) -> np.ndarray:
         """Foreground probabilities, float32 (H, W), for an RGB uint8 (H, W, 3) photo."""
 
     def info(self) -> dict:
@@ -65,11 +85,18 @@ def _load_baselines() -> None:
 
 
 class UNetPredictor(Predictor):
-    """A trained Keras U-Net loaded from ``models/<name>/``."""
+    """A trained U-Net loaded from ``models/<name>/``, run by Keras or OpenVINO.
 
-    def __init__(self, directory: str | Path):
-        from seg_core.models import build_unet
+    ``runtime`` and ``precision`` are taken as given here (see
+    :mod:`seg_core.runtimes`); :func:`load_predictor` resolves ``auto`` and
+    refuses precisions the check file has not verified. With OpenVINO the
+    Keras model is only built when the cached export is missing (or when
+    :attr:`model` is read), so loading then needs no TensorFlow at all. The
+    network runs once on blank batches while loading, so no photo pays for
+    graph tracing or kernel preparation.
+    """
 
+    def __init__(self, directory: str | Path, runtime: str = "keras", precision: str = "fp32"):
         directory = Path(directory)
         name = directory.name
         for required in (CONFIG_FILE, WEIGHTS_FILE):
@@ -78,54 +105,109 @@ class UNetPredictor(Predictor):
         started = time.perf_counter()
         try:
             arch, config = load_config(directory)
-            model = build_unet(config, name=arch)
-            model.load_weights(directory / WEIGHTS_FILE)
-        except Exception as exc:  # h5py, JSON and Keras raise many unrelated types
+        except Exception as exc:  # JSON, key and type errors of a damaged config
             raise ModelLoadError(f"model {name!r} could not be loaded: {exc}") from exc
         card_path = directory / CARD_FILE
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        self._bind(model, config, name, directory, card)
+        self._bind(None, config, name, arch, directory, card)
+        self._start(runtime, precision)
+        self.warm()
         self.load_seconds = time.perf_counter() - started
 
     @classmethod
-    def from_model(cls, model, config: UNetConfig, name: str) -> UNetPredictor:
+    def from_model(
+        cls, model, config: UNetConfig, name: str, runtime: str = "keras", precision: str = "fp32"
+    ) -> UNetPredictor:
         """Wrap an already built Keras U-Net (e.g. random weights, as a latency reference).
 
-        The wrapper has no folder: ``card`` is empty, ``load_seconds`` is 0 and
-        ``info()`` reports no file size.
+        The wrapper has no folder: ``card`` is empty, ``load_seconds`` is 0,
+        ``info()`` reports no file size and nothing is warmed up.
         """
         predictor = cls.__new__(cls)
-        predictor._bind(model, config, name, None, {})
+        predictor._bind(model, config, name, model.name, None, {})
+        predictor._start(runtime, precision)
         predictor.load_seconds = 0.0
         return predictor
 
-    def _bind(self, model, config: UNetConfig, name: str, directory: Path | None, card: dict) -> None:
-        import keras
-
-        self.model, self.config, self.arch, self.name = model, config, model.name, name
+    def _bind(self, model, config: UNetConfig, name: str, arch: str, directory: Path | None, card: dict) -> None:
+        self._model, self.config, self.arch, self.name = model, config, arch, name
         self.directory, self.card = directory, card
-        self._lock = threading.Lock()
-        self._forward = self._compile(keras.backend.backend())
+        self._model_lock = threading.Lock()
 
-    def _compile(self, backend: str) -> Callable[[np.ndarray], np.ndarray]:
-        if backend == "tensorflow":
-            import tensorflow as tf
+    @property
+    def model(self):
+        """The Keras model, built and loaded from the folder on first use."""
+        with self._model_lock:
+            if self._model is None:
+                from seg_core.models import build_unet
 
+                try:
+                    model = build_unet(self.config, name=self.arch)
+                    model.load_weights(self.directory / WEIGHTS_FILE)
+                except Exception as exc:  # h5py and Keras raise many unrelated types
+                    raise ModelLoadError(f"model {self.name!r} could not be loaded: {exc}") from exc
+                self._model = model
+            return self._model
+
+    def _start(self, runtime: str, precision: str) -> None:
+        from seg_core import export, runtimes
+
+        if runtime not in runtimes.RUNTIME_PRECISIONS:
+            raise runtimes.RuntimeUnavailableError(f"unknown runtime {runtime!r}; choose one of {runtimes.RUNTIMES}")
+        if precision not in runtimes.RUNTIME_PRECISIONS[runtime]:
+            supported = ", ".join(runtimes.RUNTIME_PRECISIONS[runtime])
+            raise runtimes.PrecisionRefusedError(f"the {runtime} runtime runs {supported}, not {precision!r}")
+        if runtime == "keras":
+            self._forward = runtimes.KerasRuntime(self.model, self.config.input_size)
+            self.parameters = int(self.model.count_params())
+        else:
+            if not runtimes.openvino_available():
+                raise runtimes.RuntimeUnavailableError("runtime 'openvino' is not installed")
             size = self.config.input_size
-            spec = tf.TensorSpec([None, size, size, 3], tf.float32)
-            fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
-            return lambda batch: fn(tf.constant(batch)).numpy()
-        return lambda batch: np.asarray(self.model.predict_on_batch(batch))
+            digest = export.folder_digest(self.directory) if self.directory else export.model_digest(self._model)
+            try:
+                folder = export.openvino_export(self.name, digest, size, lambda: self.model)
+                self._forward = runtimes.OpenVINORuntime(folder / export.OPENVINO_XML, precision)
+            except ModelLoadError:
+                raise
+            except (export.ExportError, RuntimeError) as exc:  # OpenVINO reports compile failures as RuntimeError
+                raise runtimes.RuntimeUnavailableError(f"model {self.name!r} does not run on openvino: {exc}") from exc
+            self.parameters = int(export.read_meta(folder)["parameters"])
+        self.runtime, self.precision = runtime, self._forward.precision
 
-    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Probability maps for several photos in one forward pass."""
+    def warm(self) -> None:
+        """Run the network on blank batches of one and four (one look; test-time augmentation's views).
+
+        The first call of each batch size pays one-off costs (graph tracing,
+        kernel preparation); loading calls this so that no photo does.
+        """
+        size = self.config.input_size
+        for n in (1, 4):
+            self._forward(np.zeros((n, size, size, 3), np.float32))
+
+    def _forward_tta(self, batch: np.ndarray) -> np.ndarray:
+        """Mean of the network over identity, left-right, up-down and a quarter turn, undone after."""
+        views = np.concatenate([batch, batch[:, :, ::-1], batch[:, ::-1], np.rot90(batch, 1, axes=(1, 2))])
+        out = self._forward(np.ascontiguousarray(views))[..., 0]
+        n = len(batch)
+        undone = [out[:n], out[n : 2 * n, :, ::-1], out[2 * n : 3 * n, ::-1], np.rot90(out[3 * n :], -1, axes=(1, 2))]
+        return np.mean(undone, axis=0)
+
+    def predict_batch(self, images: list[np.ndarray], tta: bool = False) -> list[np.ndarray]:
+        """Probability maps for several photos in one forward pass (one look each, no second look)."""
         batch = np.stack([preprocess(img, self.config.input_size) for img in images])
-        with self._lock:
-            out = self._forward(batch)[..., 0]
+        out = self._forward_tta(batch) if tta else self._forward(batch)[..., 0]
         return [resize_probability(p, *img.shape[:2]) for p, img in zip(out, images, strict=False)]
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        return self.predict_batch([image])[0]
+    def predict_proba(self, image: np.ndarray, options: InferenceOptions | None = None) -> np.ndarray:
+        options = options or InferenceOptions()
+        prob = self.predict_batch([image], options.tta)[0]
+        if options.second_look:
+            windows = second_look.find_windows(prob)
+            if windows:
+                crops = [image[w.slices] for w in windows]
+                prob = second_look.blend(prob, windows, self.predict_batch(crops, options.tta))
+        return prob
 
     def info(self) -> dict:
         return {
@@ -133,8 +215,10 @@ class UNetPredictor(Predictor):
             "kind": "unet",
             "architecture": self.arch,
             "recipe": self.card.get("recipe", ""),
-            "parameters": int(self.model.count_params()),
+            "parameters": self.parameters,
             "file_mb": round((self.directory / WEIGHTS_FILE).stat().st_size / 1e6, 2) if self.directory else None,
+            "runtime": self.runtime,
+            "precision": self.precision,
         }
 
 
@@ -155,11 +239,24 @@ def available_predictors(models_dir: str | Path = MODELS_DIR) -> list[str]:
     return trained_models(models_dir) + baseline_names()
 
 
-def load_predictor(name: str, models_dir: str | Path = MODELS_DIR) -> Predictor:
-    """Load a trained U-Net (``models/<name>``) or a baseline by name.
+def load_predictor(
+    name: str, models_dir: str | Path = MODELS_DIR, runtime: str = "auto", precision: str = "auto"
+) -> Predictor:
+    """Load a trained U-Net (``models/<name>``) or a baseline by name, warmed up.
+
+    Args:
+        name: a name from :func:`available_predictors`.
+        models_dir: folder of trained U-Nets (and of their ``precision_check.csv``).
+        runtime: ``keras``, ``openvino`` or ``auto``: OpenVINO when installed,
+            falling back to Keras when it is not or cannot run the model.
+        precision: ``fp32``, ``bf16`` or ``auto``: the lowest precision that
+            ``precision_check.csv`` verified for these weights on the runtime,
+            else FP32 (see :mod:`seg_core.runtimes`). Baselines ignore both.
 
     Raises:
-        ModelLoadError: unknown name, or a model folder that does not load.
+        ModelLoadError: unknown name, or a model folder that does not load;
+            ``RuntimeUnavailableError`` for a runtime that is not installed,
+            ``PrecisionRefusedError`` for a precision that is not verified.
     """
     _load_baselines()
     if name in _BASELINES:
@@ -167,7 +264,21 @@ def load_predictor(name: str, models_dir: str | Path = MODELS_DIR) -> Predictor:
     directory = Path(models_dir) / name
     if not directory.is_dir():
         raise ModelLoadError(f"unknown model {name!r}; available: {', '.join(available_predictors(models_dir))}")
-    return UNetPredictor(directory)
+    from seg_core import export, runtimes
+
+    try:
+        digest = export.folder_digest(directory)
+    except OSError:  # a missing file: UNetPredictor says which
+        digest = None
+    pairs = runtimes.plan(name, digest, runtime, precision, models_dir)
+    for index, (chosen_runtime, chosen_precision) in enumerate(pairs):
+        try:
+            return UNetPredictor(directory, chosen_runtime, chosen_precision)
+        except runtimes.RuntimeUnavailableError as exc:
+            if index == len(pairs) - 1:
+                raise
+            _log.warning("%s; falling back to %s", exc, pairs[index + 1][0])
+    raise AssertionError("plan() returns at least one pair")
 
 
 def threshold_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -175,11 +286,36 @@ def threshold_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return np.asarray(prob) >= threshold
 
 
-def segment(source: ImageSource, predictor: Predictor, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def segment(
+    source: ImageSource, predictor: Predictor, threshold: float = 0.5, options: InferenceOptions | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode ``source`` and return (RGB photo, boolean mask at its own size).
+
+    ``options`` defaults to :class:`InferenceOptions`' defaults (what the app uses).
 
     Raises:
         InvalidImageError: the input is not a usable photo.
     """
     image = load_image(source)
-    return image, threshold_mask(predictor.predict_proba(image), threshold)
+    prob = predictor.predict_proba(image) if options is None else predictor.predict_proba(image, options)
+    return image, threshold_mask(prob, threshold)
+
+
+_CACHE: dict[str, Predictor] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_predictor(name: str) -> Predictor:
+    """The one loaded instance of model ``name`` in this process, loaded on first use.
+
+    Front ends without a cache of their own (the HTTP API) share models through
+    this, so concurrent requests never load a model twice. A model that fails
+    to load is not remembered: the next call tries again.
+
+    Raises:
+        ModelLoadError: unknown name, or a model folder that does not load.
+    """
+    with _CACHE_LOCK:
+        if name not in _CACHE:
+            _CACHE[name] = load_predictor(name)
+        return _CACHE[name]

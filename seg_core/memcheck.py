@@ -1,8 +1,10 @@
 """Memory soak test: many consecutive predictions through the dashboard's code path.
 
-Each round does what the Segment page does with an upload: decode the bytes
-and run the model (:func:`seg_core.app_support.analyse`), threshold and clean
-the mask, build the overlay and cut-out pictures and encode the PNG downloads.
+Each round sends an upload through the functions the Segment page calls (with
+both clean-up steps on and the page's default inference options): :func:`seg_core.analysis.analyse` (decode, run the
+model), :func:`seg_core.analysis.finish` (threshold, clean),
+:func:`seg_core.analysis.views` (the pictures shown, encoded as the browser
+gets them) and the two downloads of :mod:`seg_core.outputs`.
 Resident memory (RSS) is read after the warm-up rounds and at the end; a leak
 shows up as growth that keeps pace with the number of rounds.
 
@@ -21,13 +23,16 @@ from pathlib import Path
 
 import psutil
 
-from seg_core.app_support import SAMPLES_DIR, analyse, load_warm
+from seg_core.analysis import MaskSettings, analyse, finish, load_warm, views
 from seg_core.bench import peak_rss_mb
+from seg_core.catalogue import SAMPLES_DIR
 from seg_core.imaging import to_png_bytes
-from seg_core.inference import DEFAULT_MODEL, ModelLoadError, Predictor, threshold_mask
-from seg_core.postprocess import clean_mask, cutout, mask_image, on_checkerboard, overlay
+from seg_core.inference import DEFAULT_MODEL, InferenceOptions, ModelLoadError, Predictor
+from seg_core.outputs import cutout_png, mask_png
 
 LIMIT_MB = 100.0
+#: Every clean-up step on, so a round covers all of the page's mask work.
+SETTINGS = MaskSettings(threshold=0.5, largest=True, holes=True)
 
 
 @dataclass
@@ -57,13 +62,14 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 1e6
 
 
-def page_round(data: bytes, predictor: Predictor, threshold: float = 0.5) -> int:
+def page_round(
+    data: bytes, predictor: Predictor, settings: MaskSettings = SETTINGS, options: InferenceOptions | None = None
+) -> int:
     """One upload through the Segment page's steps; returns the bytes it would send to the browser."""
-    result = analyse(data, predictor)
-    mask = clean_mask(threshold_mask(result.prob, threshold), largest_region=True, holes=True)
-    rgba = cutout(result.image, mask)
-    pictures = [result.image, mask_image(mask), overlay(result.image, mask), on_checkerboard(rgba), mask, rgba]
-    return sum(len(to_png_bytes(picture)) for picture in pictures)
+    outcome = finish(analyse(data, predictor, options), settings)
+    image, mask = outcome.analysis.image, outcome.mask
+    shown = [to_png_bytes(picture) for picture in views(image, mask).values()]
+    return sum(len(b) for b in shown) + len(mask_png(mask)) + len(cutout_png(image, mask))
 
 
 def soak(predictor: Predictor, photos: list[bytes], rounds: int, warmup: int = 10) -> SoakReport:

@@ -12,6 +12,12 @@ import numpy as np
 OVERLAY_COLOUR = (255, 0, 170)
 OVERLAY_ALPHA = 0.45
 OUTLINE_COLOUR = (255, 255, 0)
+#: Tint of pixels a clean-up removed, so a user sees what was dropped (a scale bar, a speck).
+REMOVED_COLOUR = (0, 190, 255)
+#: Default clean-up: regions under this fraction of the largest region's area are dropped ...
+MIN_REGION_FRACTION = 0.1
+#: ... and enclosed holes under this fraction of it are filled.
+MAX_HOLE_FRACTION = 0.02
 # Browsers show at most a few thousand pixels across; sending four 50-megapixel
 # pictures per photo would cost seconds and gigabytes for nothing.
 DISPLAY_MAX_SIDE = 2048
@@ -92,23 +98,99 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~outside[1:-1, 1:-1]
 
 
-def clean_mask(mask: np.ndarray, largest_region: bool = False, holes: bool = False) -> np.ndarray:
-    """Apply the optional clean-up steps in a fixed order (largest region, then holes).
+def drop_small_regions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) -> np.ndarray:
+    """Drop 8-connected regions smaller than ``min_fraction`` of the largest one.
+
+    Unlike :func:`keep_largest_region` this keeps every butterfly of a similar
+    size, while scale bars, labels and specks, a small fraction of a butterfly,
+    go.
+
+    Args:
+        mask: boolean (H, W) mask.
+        min_fraction: in [0, 1]; 0 keeps every region, 1 only the largest (and ties).
+
+    Returns:
+        A new boolean mask.
+    """
+    mask = _as_bool_mask(mask)
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    areas = stats[:, cv2.CC_STAT_AREA].copy()
+    areas[0] = 0
+    keep = areas >= min_fraction * areas[1:].max()
+    keep[0] = False
+    return keep[labels]
+
+
+def fill_small_holes(mask: np.ndarray, max_fraction: float = MAX_HOLE_FRACTION) -> np.ndarray:
+    """Fill enclosed holes smaller than ``max_fraction`` of the largest region's area.
+
+    Pinholes from a misread wing spot go; a large enclosed gap, such as the
+    space between a wing and the body, stays open.
+
+    Args:
+        mask: boolean (H, W) mask.
+        max_fraction: hole size limit relative to the largest region; 0 fills nothing.
+
+    Returns:
+        A new boolean mask.
+    """
+    mask = _as_bool_mask(mask)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask.copy()
+    limit = max_fraction * stats[1:, cv2.CC_STAT_AREA].max()
+    # Background with 4-connectivity (the dual of 8-connected foreground), padded so
+    # the outside is one region.
+    padded = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
+    holes, labels, hole_stats, _ = cv2.connectedComponentsWithStats(padded, connectivity=4)
+    fill = hole_stats[:, cv2.CC_STAT_AREA] < limit
+    fill[0] = False
+    fill[labels[0, 0]] = False
+    return mask | fill[labels[1:-1, 1:-1]]
+
+
+def tidy_mask(
+    mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION, max_hole_fraction: float = MAX_HOLE_FRACTION
+) -> np.ndarray:
+    """The default clean-up: :func:`drop_small_regions`, then :func:`fill_small_holes`.
+
+    Keeps several butterflies; use :func:`keep_largest_region` for only one.
+    """
+    return fill_small_holes(drop_small_regions(mask, min_fraction), max_hole_fraction)
+
+
+def clean_mask(mask: np.ndarray, largest_region: bool = False, holes: bool = False, tidy: bool = False) -> np.ndarray:
+    """Apply the optional clean-up steps in a fixed order (tidy, largest region, then holes).
 
     Args:
         mask: boolean (H, W) mask.
         largest_region: keep only the largest connected region.
-        holes: fill enclosed holes.
+        holes: fill every enclosed hole.
+        tidy: the default clean-up, :func:`tidy_mask` (small regions and small holes).
 
     Returns:
         A new boolean mask.
     """
     out = _as_bool_mask(mask).copy()
+    if tidy:
+        out = tidy_mask(out)
     if largest_region:
         out = keep_largest_region(out)
     if holes:
         out = fill_holes(out)
     return out
+
+
+def removed_pixels(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Pixels a clean-up took away: foreground in ``before`` and not in ``after``."""
+    before, after = _as_bool_mask(before), _as_bool_mask(after)
+    if before.shape != after.shape:
+        raise ValueError(f"mask sizes differ: {before.shape} vs {after.shape}")
+    return before & ~after
 
 
 def foreground_fraction(mask: np.ndarray) -> float:
@@ -123,6 +205,8 @@ def overlay(
     colour: tuple[int, int, int] = OVERLAY_COLOUR,
     alpha: float = OVERLAY_ALPHA,
     outline: tuple[int, int, int] | None = OUTLINE_COLOUR,
+    removed: np.ndarray | None = None,
+    removed_colour: tuple[int, int, int] = REMOVED_COLOUR,
 ) -> np.ndarray:
     """The photo with the mask tinted over it and, optionally, its outline drawn.
 
@@ -132,6 +216,9 @@ def overlay(
         colour: RGB tint for foreground pixels.
         alpha: tint opacity in [0, 1].
         outline: RGB colour of the mask's contour, or None for no contour.
+        removed: boolean (H, W) pixels a clean-up removed (:func:`removed_pixels`),
+            tinted in ``removed_colour`` with the same opacity; None to show none.
+        removed_colour: RGB tint for removed pixels.
 
     Returns:
         A new RGB uint8 (H, W, 3) image.
@@ -141,6 +228,10 @@ def overlay(
     tint = np.asarray(colour, dtype=np.float32)
     blended = image[mask].astype(np.float32) * (1.0 - alpha) + tint * alpha
     out[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if removed is not None:
+        gone = _check_pair(image, removed) & ~mask
+        dropped = image[gone].astype(np.float32) * (1.0 - alpha) + np.asarray(removed_colour, np.float32) * alpha
+        out[gone] = np.clip(dropped + 0.5, 0, 255).astype(np.uint8)
     if outline is not None and mask.any():
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         # Scale the line with the photo so it stays visible on large images.

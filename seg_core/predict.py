@@ -9,6 +9,16 @@ read (no sub-folders); hidden files and files without a photo extension are
 ignored. Unreadable photos are reported and skipped; the others are still
 written. A second run skips photos whose outputs already exist, so an
 interrupted batch resumes where it stopped; ``--overwrite`` redoes them.
+By default the mask is tidied: regions under a tenth of the largest (a scale
+bar, a label, specks) are dropped and small holes filled, so several
+butterflies stay; ``--clean none`` keeps the network's mask as it is.
+Cut-outs can have soft edges (an alpha matte, ``--soft-edges``), another
+background, a crop to the butterflies and WebP encoding; ``--refine`` redraws
+the mask's edge with GrabCut. ``--coco`` and ``--measurements`` describe every
+photo of the batch, those done by an earlier run included, from the masks in
+``--out``: one COCO instances file, and a CSV of each butterfly's size.
+``--engine ray`` runs the same job, with the same rules and report, on Ray
+Data (:mod:`seg_core.ray_engine`), locally or on a cluster (``--address``).
 
 Exit status: 0 when every photo has its outputs, 1 when some photos could not
 be segmented (the rest were written), 2 for a usage error (missing folder,
@@ -24,21 +34,63 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from seg_core.imaging import InvalidImageError, to_png_bytes
-from seg_core.inference import DEFAULT_MODEL, ModelLoadError, Predictor, load_predictor, segment
-from seg_core.postprocess import clean_mask, cutout
+from seg_core import annotations
+from seg_core.cutout import FORMATS, TRANSPARENT, Background, BackgroundError, encode, make_cutout, parse_background
+from seg_core.imaging import InvalidImageError, load_image, load_mask
+from seg_core.inference import (
+    DEFAULT_MODEL,
+    ModelLoadError,
+    Predictor,
+    available_predictors,
+    load_predictor,
+    threshold_mask,
+)
+from seg_core.matting import soft_matte
+from seg_core.outputs import CUTOUT_SUFFIX, MASK_SUFFIX
+from seg_core.postprocess import clean_mask
+from seg_core.refine import refine_edges
 
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-MASK_SUFFIX = "_mask.png"
-CUTOUT_SUFFIX = "_cutout.png"
-CLEAN_STEPS = ("largest", "holes")
+CLEAN_STEPS = ("tidy", "largest", "holes")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+ENGINES = ("local", "ray")
 
 
 class OutputConflictError(ValueError):
     """The output folder would overwrite an input photo."""
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a photo's outputs are made beyond threshold and clean-up (the defaults give the plain outputs).
+
+    Attributes:
+        refine: redraw the mask's edge with GrabCut (:func:`seg_core.refine.refine_edges`).
+        soft_edges: cut-out alpha from a matte (:func:`seg_core.matting.soft_matte`), not the hard mask.
+        background: behind the cut-out; see :func:`seg_core.cutout.compose`.
+        crop: crop the cut-out to all butterflies with a margin.
+        square: make that crop square (implies ``crop``).
+        fmt: the cut-out's format, ``png`` or ``webp``; the mask is always PNG.
+    """
+
+    refine: bool = False
+    soft_edges: bool = False
+    background: Background = TRANSPARENT
+    crop: bool = False
+    square: bool = False
+    fmt: str = "png"
+
+    @property
+    def shapes_cutout(self) -> bool:
+        """Whether any cut-out setting differs from the plain transparent, uncropped PNG."""
+        transparent = isinstance(self.background, str) and self.background == TRANSPARENT
+        return self.soft_edges or self.crop or self.square or self.fmt != "png" or not transparent
+
+
+PLAIN = OutputOptions()
 
 
 @dataclass
@@ -85,13 +137,16 @@ def find_photos(input_dir: Path) -> tuple[list[Path], list[Path]]:
     return photos, [p for p in files if p.suffix.lower() not in PHOTO_EXTENSIONS]
 
 
-def output_paths(photo: Path, out_dir: Path, with_cutout: bool) -> list[Path]:
+def output_paths(photo: Path, out_dir: Path, with_cutout: bool, options: OutputOptions = PLAIN) -> list[Path]:
     """Where the outputs of ``photo`` go: the mask, then the cut-out when asked for."""
-    suffixes = (MASK_SUFFIX, CUTOUT_SUFFIX) if with_cutout else (MASK_SUFFIX,)
+    cutout_suffix = str(Path(CUTOUT_SUFFIX).with_suffix(f".{options.fmt}"))
+    suffixes = (MASK_SUFFIX, cutout_suffix) if with_cutout else (MASK_SUFFIX,)
     return [Path(out_dir) / f"{photo.stem}{suffix}" for suffix in suffixes]
 
 
-def check_no_overwrite(input_dir: Path, out_dir: Path, files: Iterable[Path], with_cutout: bool) -> None:
+def check_no_overwrite(
+    input_dir: Path, out_dir: Path, files: Iterable[Path], with_cutout: bool, options: OutputOptions = PLAIN
+) -> None:
     """Refuse an output folder that is the input folder or whose outputs would replace an input file.
 
     Paths are compared after resolving symbolic links, so a link to the input
@@ -104,25 +159,47 @@ def check_no_overwrite(input_dir: Path, out_dir: Path, files: Iterable[Path], wi
         raise OutputConflictError(f"the output folder {out_dir} is the input folder; choose another --out")
     inputs = {p.resolve() for p in files}
     for photo in files:
-        for target in output_paths(photo, out_dir, with_cutout):
+        for target in output_paths(photo, out_dir, with_cutout, options):
             if target.resolve() in inputs:
                 raise OutputConflictError(f"writing {target} would overwrite an input file; choose another --out")
 
 
 def segment_photo(
-    photo: Path, predictor: Predictor, threshold: float, with_cutout: bool, clean: Sequence[str] = ()
+    photo: Path,
+    predictor: Predictor,
+    threshold: float,
+    with_cutout: bool,
+    clean: Sequence[str] = (),
+    options: OutputOptions = PLAIN,
 ) -> list[bytes]:
     """Encoded outputs of one photo, in the order of :func:`output_paths`.
+
+    The mask PNG carries its regions' mean probabilities (:func:`seg_core.annotations.mask_png`)
+    for a later ``--coco``.
 
     Raises:
         InvalidImageError: the file is not a usable photo.
     """
-    image, mask = segment(photo, predictor, threshold)
-    mask = clean_mask(mask, largest_region="largest" in clean, holes="holes" in clean)
-    outputs = [to_png_bytes(mask)]
+    image = load_image(photo)
+    prob = predictor.predict_proba(image)
+    mask = threshold_mask(prob, threshold)
+    if options.refine:
+        mask = refine_edges(image, mask, prob)
+    mask = clean_mask(mask, largest_region="largest" in clean, holes="holes" in clean, tidy="tidy" in clean)
+    outputs = [annotations.mask_png(mask, annotations.region_scores(annotations.regions(mask), prob))]
     if with_cutout:
-        outputs.append(to_png_bytes(cutout(image, mask)))
+        outputs.append(cutout_bytes(image, mask, prob, options))
     return outputs
+
+
+def cutout_bytes(image: np.ndarray, mask: np.ndarray, prob: np.ndarray, options: OutputOptions = PLAIN) -> bytes:
+    """The encoded cut-out of a photo whose mask (and probability map) are known."""
+    alpha, foreground = mask, None
+    if options.soft_edges:
+        matte = soft_matte(image, mask, prob)
+        alpha, foreground = matte.alpha, matte.foreground
+    picture = make_cutout(image, alpha, options.background, foreground, options.crop, options.square)
+    return encode(picture, options.fmt)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -141,6 +218,7 @@ def run_batch(
     clean: Sequence[str] = (),
     overwrite: bool = False,
     progress: bool = True,
+    options: OutputOptions = PLAIN,
 ) -> BatchReport:
     """Segment every photo of ``input_dir`` into ``out_dir``.
 
@@ -153,6 +231,7 @@ def run_batch(
         clean: clean-up steps among :data:`CLEAN_STEPS`.
         overwrite: redo photos whose outputs already exist.
         progress: show a tqdm progress bar on stderr.
+        options: refine, soft edges, background, crop and format (:class:`OutputOptions`).
 
     Returns:
         The per-photo report; failures do not stop the batch.
@@ -160,31 +239,105 @@ def run_batch(
     Raises:
         OutputConflictError: ``out_dir`` would overwrite an input.
     """
+    report, todo = plan_batch(input_dir, out_dir, with_cutout, overwrite, options)
+    bar = tqdm(todo, unit="photo", desc="segmenting", disable=not progress, file=sys.stderr)
+    for photo in bar:
+        try:
+            outputs: list[bytes] | str = segment_photo(photo, predictor, threshold, with_cutout, clean, options)
+        except InvalidImageError as exc:
+            outputs = str(exc)
+        store_outcome(report, photo, out_dir, with_cutout, outputs, bar, options)
+    return report
+
+
+def plan_batch(
+    input_dir: Path, out_dir: Path, with_cutout: bool, overwrite: bool, options: OutputOptions = PLAIN
+) -> tuple[BatchReport, list[Path]]:
+    """The resume rules every engine shares: which photos still need segmenting.
+
+    Creates ``out_dir``. Photos whose outputs all exist are reported as already
+    done (unless ``overwrite``); a photo whose stem an earlier photo already
+    claimed is reported as failed, since their outputs would replace each other.
+
+    Returns:
+        The report so far (ignored, already done and clashing files) and the photos to segment, by name.
+
+    Raises:
+        OutputConflictError: ``out_dir`` would overwrite an input.
+    """
     photos, others = find_photos(input_dir)
-    check_no_overwrite(input_dir, out_dir, photos + others, with_cutout)
+    check_no_overwrite(input_dir, out_dir, photos + others, with_cutout, options)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     report = BatchReport(ignored=[p.name for p in others])
     owner: dict[str, str] = {}
-    bar = tqdm(photos, unit="photo", desc="segmenting", disable=not progress, file=sys.stderr)
-    for photo in bar:
-        targets = output_paths(photo, out_dir, with_cutout)
+    todo = []
+    for photo in photos:
         if photo.stem in owner:
             report.failed[photo.name] = f"same file name as {owner[photo.stem]}, whose outputs it would replace"
             continue
         owner[photo.stem] = photo.name
-        if not overwrite and all(t.is_file() for t in targets):
+        if not overwrite and all(t.is_file() for t in output_paths(photo, out_dir, with_cutout, options)):
             report.already_done.append(photo.name)
             continue
+        todo.append(photo)
+    return report, todo
+
+
+def store_outcome(
+    report: BatchReport,
+    photo: Path,
+    out_dir: Path,
+    with_cutout: bool,
+    outcome: list[bytes] | str,
+    bar: tqdm,
+    options: OutputOptions = PLAIN,
+) -> None:
+    """Write one photo's encoded outputs, or record why it failed (``outcome`` is then the message)."""
+    if isinstance(outcome, str):
+        report.failed[photo.name] = outcome
+        bar.write(f"skipped {photo.name}: {outcome}", file=sys.stderr)
+        return
+    for target, data in zip(output_paths(photo, out_dir, with_cutout, options), outcome, strict=True):
+        write_atomically(target, data)
+    report.written.append(photo.name)
+
+
+def write_annotations(
+    input_dir: Path,
+    out_dir: Path,
+    report: BatchReport,
+    coco_path: Path | None = None,
+    measurements_path: Path | None = None,
+    with_polygons: bool = False,
+    pixels_per_mm: float | None = None,
+    progress: bool = True,
+) -> None:
+    """One COCO file and/or one measurements CSV for every photo whose mask is in ``out_dir``.
+
+    Photos done by an earlier run count too: everything is read back from the
+    written masks (and the scores stored in them), so the files always match
+    the masks. A mask that cannot be read is reported as a failure of its photo.
+    """
+    done = set(report.written) | set(report.already_done)
+    photos = [p for p in find_photos(input_dir)[0] if p.name in done]
+    builder, rows = annotations.CocoBuilder(), []
+    for photo in tqdm(photos, unit="photo", desc="annotating", disable=not progress, file=sys.stderr):
+        mask_path = output_paths(photo, out_dir, with_cutout=False)[0]
         try:
-            outputs = segment_photo(photo, predictor, threshold, with_cutout, clean)
+            mask = load_mask(mask_path)
         except InvalidImageError as exc:
-            report.failed[photo.name] = str(exc)
-            bar.write(f"skipped {photo.name}: {exc}", file=sys.stderr)
+            report.failed[photo.name] = f"its mask {mask_path.name} cannot be read: {exc}"
             continue
-        for target, data in zip(targets, outputs, strict=True):
-            write_atomically(target, data)
-        report.written.append(photo.name)
-    return report
+        if coco_path is not None:
+            scores = annotations.stored_scores(mask_path)
+            found = annotations.instances(mask, with_polygons=with_polygons, scores=scores)
+            builder.add_image(photo.name, mask.shape[1], mask.shape[0], found)
+        if measurements_path is not None:
+            rows += [{"photo": photo.name, **m.as_row()} for m in annotations.measure(mask, pixels_per_mm)]
+    if coco_path is not None:
+        builder.write(coco_path)
+    if measurements_path is not None:
+        annotations.write_measurements(measurements_path, rows)
 
 
 def _threshold(text: str) -> float:
@@ -192,6 +345,38 @@ def _threshold(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
     return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _output_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> OutputOptions:
+    """The cut-out and refine flags as :class:`OutputOptions`; any cut-out flag implies ``--cutout``."""
+    try:
+        background = parse_background(args.background)
+    except BackgroundError as exc:
+        parser.error(str(exc))
+    options = OutputOptions(
+        refine=args.refine,
+        soft_edges=args.soft_edges,
+        background=background,
+        crop=args.crop or args.square,
+        square=args.square,
+        fmt=args.format,
+    )
+    args.cutout = args.cutout or options.shapes_cutout
+    if args.polygons and args.coco is None:
+        parser.error("--polygons needs --coco PATH")
+    if args.pixels_per_mm is not None and args.measurements is None:
+        parser.error("--pixels-per-mm needs --measurements PATH")
+    for path in filter(None, (args.coco, args.measurements)):
+        if path.is_dir():
+            parser.error(f"{path} is a folder; give a file name")
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,11 +392,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=_threshold, default=0.5, help="mask threshold in [0, 1] (default 0.5)")
     parser.add_argument("--cutout", action="store_true", help="also write a transparent cut-out PNG")
     parser.add_argument(
-        "--clean", nargs="+", choices=CLEAN_STEPS, default=[], help="keep the largest region and/or fill holes"
+        "--clean",
+        nargs="+",
+        choices=(*CLEAN_STEPS, "none"),
+        default=["tidy"],
+        help="tidy (default): drop regions under a tenth of the largest (scale bars, specks) and fill small "
+        "holes, keeping every butterfly; largest: keep only the largest region; holes: fill every hole; "
+        "none: the network's mask as it is",
     )
+    parser.add_argument("--refine", action="store_true", help="redraw the mask's edge with GrabCut (slower)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose outputs already exist")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process (default); ray: Ray Data, one loaded model per actor (needs requirements-ray.txt)",
+    )
+    parser.add_argument("--address", help="with --engine ray: join this Ray cluster (e.g. auto) instead of a local one")
+    parser.add_argument("--actors", type=int, default=2, help="with --engine ray: actors, one model each (default 2)")
+    cut = parser.add_argument_group("cut-outs (each of these implies --cutout)")
+    cut.add_argument("--soft-edges", action="store_true", help="soft alpha edges from a matte, no background fringe")
+    cut.add_argument(
+        "--background",
+        default=TRANSPARENT,
+        help="transparent (default), blur (the photo blurred), a colour (white, #1e90ff) or an image file",
+    )
+    cut.add_argument("--crop", action="store_true", help="crop to all butterflies with a 5%% margin")
+    cut.add_argument("--square", action="store_true", help="make the crop square (implies --crop)")
+    cut.add_argument("--format", choices=FORMATS, default="png", help="cut-out format (default png; masks stay PNG)")
+    notes = parser.add_argument_group("annotations (for every photo with a mask in --out, earlier runs included)")
+    notes.add_argument("--coco", type=Path, metavar="PATH", help="write one COCO instances JSON file for the batch")
+    notes.add_argument("--polygons", action="store_true", help="with --coco: polygons instead of RLE masks")
+    notes.add_argument("--measurements", type=Path, metavar="CSV", help="write area, box and wingspan per butterfly")
+    notes.add_argument("--pixels-per-mm", type=_positive, help="with --measurements: the photos' scale, for mm columns")
     args = parser.parse_args(argv)
+    args.clean = [] if "none" in args.clean else args.clean
+    options = _output_options(parser, args)
     if not args.input_dir.is_dir():
         parser.error(f"{args.input_dir} is not a folder")
     if args.out.exists() and not args.out.is_dir():
@@ -221,9 +438,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.input_dir} holds no photos ({', '.join(sorted(PHOTO_EXTENSIONS))})")
     try:
         # Checked before the model loads, so a wrong --out fails at once.
-        check_no_overwrite(args.input_dir, args.out, photos + others, args.cutout)
+        check_no_overwrite(args.input_dir, args.out, photos + others, args.cutout, options)
     except OutputConflictError as exc:
         parser.error(str(exc))
+    inputs = {p.resolve() for p in photos + others}
+    for path in filter(None, (args.coco, args.measurements)):
+        if path.resolve() in inputs:
+            parser.error(f"writing {path} would overwrite an input file")
+    if args.engine == "ray":
+        if options.refine or options.shapes_cutout or args.coco or args.measurements:
+            parser.error("--engine ray does not take refine, cut-out or annotation options yet")
+        return _run_on_ray(parser, args)
     try:
         predictor = load_predictor(args.model)
     except ModelLoadError as exc:
@@ -237,6 +462,47 @@ def main(argv: list[str] | None = None) -> int:
         args.clean,
         args.overwrite,
         not args.no_progress,
+        options,
+    )
+    if args.coco or args.measurements:
+        for path in filter(None, (args.coco, args.measurements)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_annotations(
+            args.input_dir,
+            args.out,
+            report,
+            args.coco,
+            args.measurements,
+            args.polygons,
+            args.pixels_per_mm,
+            not args.no_progress,
+        )
+    print(f"outputs in {args.out}")
+    print(report.summary())
+    return report.exit_code
+
+
+def _run_on_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    # The actors load the model; the driver only checks the name, so it never holds a copy.
+    if args.model not in available_predictors():
+        parser.error(f"unknown model {args.model!r}; available: {', '.join(available_predictors())}")
+    if args.actors < 1:
+        parser.error("--actors must be at least 1")
+    try:
+        from seg_core import ray_engine
+    except ImportError as exc:
+        parser.error(f"--engine ray needs Ray: python3 -m pip install -r requirements-ray.txt ({exc})")
+    report = ray_engine.run_batch_ray(
+        args.input_dir,
+        args.out,
+        args.model,
+        args.threshold,
+        args.cutout,
+        args.clean,
+        args.overwrite,
+        not args.no_progress,
+        address=args.address,
+        actors=args.actors,
     )
     print(f"outputs in {args.out}")
     print(report.summary())

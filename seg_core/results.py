@@ -38,6 +38,9 @@ EVAL_COLUMNS = [
 BENCH_COLUMNS = [
     "model",
     "kind",
+    "runtime",
+    "precision",
+    "default",
     "reference",
     "parameters",
     "file_mb",
@@ -47,6 +50,7 @@ BENCH_COLUMNS = [
     "throughput_batch8_ips",
     "peak_rss_mb",
     "machine",
+    "cpu_flags",
     "measured_at",
 ]
 METRIC_NAMES = tuple(METRICS)
@@ -109,14 +113,20 @@ def load_eval(path: str | os.PathLike = EVAL_TEST_FILE) -> pd.DataFrame:
 
 
 def load_bench(path: str | os.PathLike = BENCH_FILE) -> pd.DataFrame:
-    """Read the benchmark file (one row per model).
+    """Read the benchmark file (one row per model, runtime and precision).
+
+    ``default`` marks the row of the runtime and precision that
+    ``load_predictor`` picks for the model; ``cpu_flags`` names the CPU's
+    BF16/AMX instructions ("none" without them).
 
     Raises:
         ResultsMissingError: the file does not exist.
         ResultsFormatError: it is not CSV or lacks columns.
     """
-    df = _read_csv(path, BENCH_COLUMNS, "benchmark", {"model": str, "kind": str, "machine": str})
-    df["reference"] = df["reference"].astype(str).str.lower().isin(["true", "1", "yes"])
+    text = {"model": str, "kind": str, "runtime": str, "precision": str, "machine": str, "cpu_flags": str}
+    df = _read_csv(path, BENCH_COLUMNS, "benchmark", text)
+    for column in ("reference", "default"):
+        df[column] = df[column].astype(str).str.lower().isin(["true", "1", "yes"])
     return df
 
 

@@ -250,8 +250,9 @@ def train(args: argparse.Namespace) -> Path:
     robust = None
     if args.robust_val:
         pool = PhotoPool(val_images, val_masks)
+        recipe = AugmentConfig.robust()
         views = [
-            augment_pair(i, m, config.input_size, AugmentConfig.robust(), np.random.default_rng((args.seed, 10**6, k)), pool)
+            augment_pair(i, m, config.input_size, recipe, np.random.default_rng((args.seed, 10**6, k)), pool)
             for k, (i, m) in enumerate(zip(val_images, val_masks, strict=True))
         ]
         robust = (np.stack([v[0] for v in views]), np.stack([v[1] for v in views]))

@@ -3,12 +3,16 @@
 import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
+from seg_core import runtimes
 from seg_core.bench import (
     REFERENCE_NAME,
     SAMPLE_PHOTO,
+    default_speedup,
+    jobs,
     main,
     model_size,
     reference_predictor,
@@ -25,12 +29,38 @@ def test_benchmark_writes_the_contract_columns(tmp_path):
     assert list(written.columns) == BENCH_COLUMNS and len(written) == 1
     row = written.iloc[0]
     assert row["model"] == "otsu" and row["kind"] == "baseline" and not row["reference"]
+    assert (row["runtime"], row["precision"], row["default"]) == ("opencv", "-", True)
+    assert row["cpu_flags"] == (" ".join(runtimes.cpu_flags()) or "none")
     assert row["parameters"] == 0 and row["file_mb"] == 0.0 and row["load_s"] >= 0
     assert 0 < row["latency_median_ms"] <= row["latency_p95_ms"]
     assert row["throughput_batch8_ips"] > 0 and row["peak_rss_mb"] > 0
     assert "cores" in row["machine"]
     datetime.date.fromisoformat(row["measured_at"])
     assert table["model"].tolist() == ["otsu"]
+
+
+@pytest.mark.parametrize("flags", [["avx512_bf16"], []])
+def test_jobs_cover_every_runtime_and_precision_the_cpu_runs(monkeypatch, flags):
+    monkeypatch.setattr("seg_core.bench.cpu_flags", lambda: flags)
+    rows = jobs(["unet-light", "otsu", REFERENCE_NAME], ["openvino", "keras"], "models")
+    unet = [("unet-light", "keras", "fp32"), ("unet-light", "openvino", "fp32")]
+    unet += [("unet-light", "openvino", "bf16")] if flags else []
+    assert rows == [*unet, ("otsu", "opencv", "-"), (REFERENCE_NAME, "keras", "fp32")]
+    assert jobs(["unet-light"], ["keras"], "models") == [("unet-light", "keras", "fp32")]
+
+
+def test_default_speedup_compares_the_default_row_with_the_reference():
+    table = pd.DataFrame(
+        [
+            {"model": "unet-best", "runtime": "keras", "precision": "fp32", "default": False, "reference": False},
+            {"model": "unet-best", "runtime": "openvino", "precision": "bf16", "default": True, "reference": False},
+            {"model": REFERENCE_NAME, "runtime": "keras", "precision": "fp32", "default": False, "reference": True},
+        ]
+    ).assign(latency_median_ms=[40.0, 10.0, 400.0])
+    assert default_speedup(table) == (
+        "default predictor unet-best (openvino bf16): 10.0 ms, 40.0x faster than the unet_classic reference (400.0 ms)"
+    )
+    assert default_speedup(table[~table["reference"]]) is None
 
 
 def test_sample_photo_is_a_full_width_leeds_photo():

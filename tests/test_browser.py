@@ -1,7 +1,7 @@
-"""The real app in a real Chromium: upload a photo, see its mask, see a chart.
+"""The real app in a real Chromium: deep links, the photo source round trip, uploads, charts, a phone.
 
-Starts ``streamlit run`` on a free port, drives it with Playwright, saves
-screenshots to ``test-artifacts/`` and always stops the server.
+Each test starts ``streamlit run`` on a free port, drives it with Playwright,
+saves screenshots to ``test-artifacts/`` and always stops the server.
 """
 
 import os
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import ui_common
 from seg_core.data import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -21,6 +22,8 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 SAMPLES = sorted((REPO_ROOT / "samples" / "images").glob("*.jpg"))
 START_TIMEOUT_S = 90
 PAGE_TIMEOUT_MS = 90_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1400, "height": 1000}
 
 pytestmark = [
     pytest.mark.browser,
@@ -50,13 +53,13 @@ def wait_healthy(url: str, server: subprocess.Popen) -> None:
 
 @pytest.fixture
 def server_url():
+    """A fresh ``streamlit run`` (so the first request of a test is the server's first)."""
     port = free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
     command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
     ARTIFACTS.mkdir(exist_ok=True)
     log = (ARTIFACTS / "streamlit-server.log").open("w")
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, server)
@@ -71,9 +74,54 @@ def server_url():
         log.close()
 
 
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 def wait_idle(page) -> None:
     """Wait until Streamlit has finished running the page script."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=PAGE_TIMEOUT_MS)
+
+
+def open_page(browser, url: str, viewport: dict = DESKTOP):
+    page = browser.new_page(viewport=viewport)
+    page.goto(url, timeout=PAGE_TIMEOUT_MS)
+    page.locator('[data-testid="stMainBlockContainer"]').wait_for(timeout=PAGE_TIMEOUT_MS)
+    wait_idle(page)
+    return page
+
+
+def combobox(page, label: str):
+    """The selectbox whose label starts with ``label``."""
+    return page.get_by_role("combobox", name=label)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick the first option containing ``option`` in the selectbox labelled ``label``."""
+    combobox(page, label).click()
+    page.get_by_role("option").filter(has_text=option).first.click()
+    wait_idle(page)
+
+
+def click_radio(page, option: str) -> None:
+    page.locator('[data-testid="stRadio"] label', has_text=option).click()
+
+
+def result_heading(page):
+    """The subheader above the first result: the name of the photo that was segmented."""
+    return page.locator('[data-testid="stMain"] [data-testid="stHeading"] h3').first
 
 
 def upload_and_time(page, photo: Path, shown: int) -> float:
@@ -92,34 +140,82 @@ def upload_and_time(page, photo: Path, shown: int) -> float:
     return time.perf_counter() - started
 
 
-def test_upload_shows_mask_and_validation_shows_charts(server_url):
-    from playwright.sync_api import sync_playwright
+def test_a_deep_link_as_the_first_request_gets_the_app_navigation(server_url, browser):
+    page = open_page(browser, f"{server_url}/segment")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Compare models").wait_for(timeout=PAGE_TIMEOUT_MS)
+    # Streamlit's legacy pages/ mode would list "streamlit app" and the file names instead.
+    links = nav.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
+    assert [text.split("\n")[-1] for text in links] == [spec.title for spec in ui_common.PAGES]
+    assert page.get_by_role("heading", name="Segment photos").count() == 1
+    assert page.title() == "Wingmask"
+    # The wide layout of the entry point's page settings, not the centred default.
+    assert page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"] > 900
+    page.screenshot(path=str(ARTIFACTS / "deep-link-segment.png"))
+    log = (ARTIFACTS / "streamlit-server.log").read_text()
+    # TensorFlow loaded for the sample; its start-up notices are not for the operator.
+    assert "oneDNN" not in log and "absl::InitializeLog" not in log, log
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2000})
-            page.goto(f"{server_url}/segment", timeout=PAGE_TIMEOUT_MS)
-            page.locator('[data-testid="stFileUploader"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)
-            wait_idle(page)
-            first = upload_and_time(page, SAMPLES[0], shown=0)
-            wait_idle(page)
-            assert page.locator('[data-testid="stImage"] img').count() == 4
-            assert page.get_by_text("Foreground").count() >= 1
-            page.screenshot(path=str(ARTIFACTS / "segment.png"), full_page=True)
-            second = upload_and_time(page, SAMPLES[1], shown=1)
-            wait_idle(page)
-            print(f"\nupload to mask on screen: first photo {first:.2f} s, second photo {second:.2f} s")
-            page.screenshot(path=str(ARTIFACTS / "segment-batch.png"), full_page=True)
 
-            page.goto(f"{server_url}/validation", timeout=PAGE_TIMEOUT_MS)
-            page.get_by_role("heading", name="Validation metrics").wait_for(timeout=PAGE_TIMEOUT_MS)
-            wait_idle(page)
-            page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(timeout=PAGE_TIMEOUT_MS)
-            page.screenshot(path=str(ARTIFACTS / "validation.png"), full_page=True)
-        finally:
-            browser.close()
+def test_photo_source_round_trip_keeps_the_chosen_sample(server_url, browser):
+    from playwright.sync_api import expect
+
+    page = open_page(browser, f"{server_url}/segment")
+    heading = result_heading(page)
+    iou = page.locator('[data-testid="stMetric"]', has_text="IoU")
+    expect(heading).to_have_text(SAMPLES[0].name, timeout=PAGE_TIMEOUT_MS)
+    other = SAMPLES[4].stem
+    choose(page, "Sample photo", other)
+    expect(heading).to_have_text(f"{other}.jpg", timeout=PAGE_TIMEOUT_MS)
+    expect(iou).to_have_count(1, timeout=PAGE_TIMEOUT_MS)
+    page.get_by_text("Score against its ground-truth mask").click()
+    expect(iou).to_have_count(0, timeout=PAGE_TIMEOUT_MS)
+    click_radio(page, "Upload")
+    expect(page.locator('[data-testid="stFileUploader"]').first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    click_radio(page, "Sample photo")
+    expect(heading).to_have_text(f"{other}.jpg", timeout=PAGE_TIMEOUT_MS)
+    wait_idle(page)
+    # The widgets show the state that produced the result under them.
+    assert combobox(page, "Sample photo").input_value().startswith(other)
+    assert heading.inner_text() == f"{other}.jpg"
+    assert not page.get_by_role("checkbox", name="Score against its ground-truth mask").is_checked()
+    assert iou.count() == 0
+    page.screenshot(path=str(ARTIFACTS / "segment-round-trip.png"))
+
+
+def test_upload_shows_mask_and_validation_shows_charts(server_url, browser):
+    page = open_page(browser, f"{server_url}/segment", {"width": 1400, "height": 2000})
+    click_radio(page, "Upload")
+    first = upload_and_time(page, SAMPLES[0], shown=0)
+    wait_idle(page)
+    assert page.locator('[data-testid="stImage"] img').count() == 4
+    assert page.get_by_text("Foreground").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "segment.png"), full_page=True)
+    second = upload_and_time(page, SAMPLES[1], shown=1)
+    wait_idle(page)
+    print(f"\nupload to mask on screen: first photo {first:.2f} s, second photo {second:.2f} s")
+    page.screenshot(path=str(ARTIFACTS / "segment-batch.png"), full_page=True)
+
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(f"{server_url}/validation", timeout=PAGE_TIMEOUT_MS)
+    page.get_by_role("heading", name="Validation metrics").wait_for(timeout=PAGE_TIMEOUT_MS)
+    wait_idle(page)
+    page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "validation.png"), full_page=True)
+    assert not [m for m in console if "Infinite extent" in m], console
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_segment_settings_and_pictures_fit_the_screen(server_url, browser, viewport):
+    page = open_page(browser, f"{server_url}/segment", viewport)
+    result_heading(page).wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.locator('[data-testid="stImage"] img').nth(3).wait_for(timeout=PAGE_TIMEOUT_MS)
+    wait_idle(page)
+    box = combobox(page, "Model").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+    widths = [img.bounding_box()["width"] for img in page.locator('[data-testid="stImage"] img').all()]
+    # Two pictures to a row on a wide screen, one on a phone: never thumbnails.
+    assert len(widths) == 4 and min(widths) > min(300, viewport["width"] * 0.8), widths
+    page.set_viewport_size({"width": viewport["width"], "height": 3000})
+    page.screenshot(path=str(ARTIFACTS / f"segment-{viewport['width']}px.png"))

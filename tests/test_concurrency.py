@@ -9,7 +9,6 @@ import test_browser as browser_helpers
 from PIL import Image
 
 import ui_common
-from seg_core import app_support
 from seg_core.data import REPO_ROOT
 from seg_core.inference import load_predictor, segment
 from seg_core.metrics import confusion, iou
@@ -54,7 +53,7 @@ def test_the_dashboard_loads_a_model_once_for_concurrent_sessions(monkeypatch):
         time.sleep(0.2)  # long enough for every thread to ask while the first load runs
         return model
 
-    monkeypatch.setattr(app_support, "load_warm", slow_load)
+    monkeypatch.setattr(ui_common, "load_warm", slow_load)
     name = "concurrency-test-model"
     with ThreadPoolExecutor(USERS) as pool:
         got = list(pool.map(lambda _: ui_common.get_predictor(name), range(USERS)))
@@ -80,6 +79,8 @@ def test_five_browsers_upload_at_once_and_all_get_masks(server_url):
             inputs = [page.locator('[data-testid="stFileUploader"] input[type="file"]').first for page in pages]
             for page, file_input in zip(pages, inputs, strict=True):
                 page.goto(f"{server_url}/segment", timeout=browser_helpers.PAGE_TIMEOUT_MS)
+                browser_helpers.wait_idle(page)
+                browser_helpers.click_radio(page, "Upload")  # the page opens on a sample photo
                 file_input.wait_for(state="attached", timeout=browser_helpers.PAGE_TIMEOUT_MS)
                 browser_helpers.wait_idle(page)
             # Hand every page its file before waiting on any, so the five sessions run together.

@@ -144,7 +144,7 @@ def test_cli_prints_summary_of_existing_results(tiny_results, capsys):
     path, _ = tiny_results
     main(["--summary-only", "--out-dir", str(path.parent), "--markdown"])
     out = capsys.readouterr().out
-    assert "| model" in out and "| unet-light" in out and "| otsu" in out
+    assert "| Model" in out and "| unet-light" in out and "| otsu" in out
 
 
 def test_cli_reports_a_missing_dataset(tmp_path, capsys):

@@ -2,12 +2,17 @@ import numpy as np
 import pytest
 
 from seg_core.metrics import (
+    BoundaryCounts,
     Confusion,
     all_metrics,
     background_iou,
+    boundary_counts,
+    boundary_iou,
+    boundary_width,
     confusion,
     dice,
     iou,
+    mask_boundary,
     mean_iou,
     pixel_accuracy,
 )
@@ -62,3 +67,41 @@ def test_whole_set_aggregation_sums_counts():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shapes differ"):
         confusion(PRED, TRUTH[:2])
+
+
+def square_mask(size: int, top: int, left: int, side: int) -> np.ndarray:
+    mask = np.zeros((size, size), dtype=bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def test_boundary_band_width_follows_the_image_diagonal():
+    assert boundary_width((300, 400), 0.02) == 10
+    assert boundary_width((10, 10), 0.02) == 1
+    band = mask_boundary(square_mask(100, 20, 20, 60), dilation_ratio=0.03)  # width 4 on a 141-pixel diagonal
+    assert band[20:24, 50].all() and not band[24, 50] and not band[50, 50]
+
+
+def test_boundary_iou_of_identical_and_empty_masks_is_one():
+    mask = square_mask(50, 10, 10, 20)
+    assert boundary_iou(mask, mask) == 1.0
+    assert boundary_iou(np.zeros((5, 5), bool), np.zeros((5, 5), bool)) == 1.0
+    assert boundary_iou(mask, np.zeros_like(mask)) == 0.0
+
+
+def test_boundary_iou_punishes_edge_errors_that_iou_hardly_sees():
+    truth = square_mask(200, 20, 20, 160)
+    shifted = square_mask(200, 23, 20, 160)
+    assert iou(confusion(shifted, truth)) > 0.95
+    assert boundary_iou(shifted, truth, dilation_ratio=0.01) < 0.8
+
+
+def test_boundary_counts_add_up_over_photos():
+    a, b = square_mask(40, 5, 5, 20), square_mask(40, 6, 5, 20)
+    one, two = boundary_counts(a, b), boundary_counts(b, b)
+    assert isinstance(one, BoundaryCounts) and one.intersection <= one.union
+    total = one + two
+    assert total == BoundaryCounts(one.intersection + two.intersection, one.union + two.union)
+    assert total.iou == pytest.approx(total.intersection / total.union)
+    with pytest.raises(ValueError, match="shapes differ"):
+        boundary_counts(a, a[:3])

@@ -12,6 +12,7 @@ from bad_inputs import Case, cases, encode, large_case, mismatched_mask, sample_
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+import ui_common
 from seg_core.data import REPO_ROOT
 
 APP = str(REPO_ROOT / "streamlit_app.py")
@@ -33,6 +34,8 @@ def run_segment_page(photos: list[Case], extra_photos=(), truths=()) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.switch_page(PAGE)
+    at.run()
+    at.radio(key="seg_source").set_value(ui_common.UPLOAD)
     at.run()
     at.file_uploader(key="seg_upload").set_value([upload(c) for c in photos] + list(extra_photos))
     at.file_uploader(key="seg_truth").set_value([truth_upload(c) for c in photos if c.truth is not None] + list(truths))

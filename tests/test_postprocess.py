@@ -8,13 +8,17 @@ from seg_core.postprocess import (
     clean_mask,
     cutout,
     display_copy,
+    drop_small_regions,
     error_overlay,
     fill_holes,
+    fill_small_holes,
     foreground_fraction,
     keep_largest_region,
     mask_image,
     on_checkerboard,
     overlay,
+    removed_pixels,
+    tidy_mask,
     vote_count,
     vote_map,
     vote_palette,
@@ -159,3 +163,61 @@ def test_display_copy_shrinks_only_large_photos():
     small_image, small_mask = display_copy(image, mask, max_side=20)
     assert small_image.shape == (10, 20, 3) and small_mask.shape == (10, 20)
     assert small_mask.dtype == bool and small_mask[5, 10] and not small_mask[0, 0]
+
+
+def two_butterflies_and_a_scale_bar() -> np.ndarray:
+    """Two blobs of similar size (one with a pinhole), a thin bar and a speck."""
+    mask = np.zeros((60, 80), bool)
+    mask[5:25, 5:30] = True
+    mask[12, 15] = False  # pinhole
+    mask[8:30, 45:70] = True
+    mask[50:52, 10:35] = True  # scale bar: 50 pixels, under a tenth of the larger butterfly
+    mask[40, 75] = True  # speck
+    return mask
+
+
+def test_tidy_keeps_both_butterflies_and_drops_the_bar_and_speck():
+    mask = two_butterflies_and_a_scale_bar()
+    out = tidy_mask(mask)
+    assert out[5:25, 5:30].all() and out[8:30, 45:70].all()
+    assert not out[50:52].any() and not out[40, 75]
+    assert out.sum() == 20 * 25 + 22 * 25
+    # "Largest only" still drops the smaller butterfly.
+    assert not keep_largest_region(mask)[5:25, 5:30].any()
+
+
+def test_drop_small_regions_fraction_bounds():
+    mask = two_butterflies_and_a_scale_bar()
+    assert (drop_small_regions(mask, 0.0) == mask).all()
+    assert drop_small_regions(mask, 1.0).sum() == 22 * 25
+    assert not drop_small_regions(np.zeros((3, 3), bool)).any()
+    with pytest.raises(ValueError, match="min_fraction"):
+        drop_small_regions(mask, 1.5)
+
+
+def test_fill_small_holes_leaves_large_enclosed_gaps_open():
+    ring = np.ones((30, 30), bool)
+    ring[10:20, 10:20] = False  # 100-pixel gap: a third of the 800-pixel ring
+    ring[3, 3] = False  # pinhole
+    out = fill_small_holes(ring, max_fraction=0.02)
+    assert out[3, 3] and not out[10:20, 10:20].any()
+    assert fill_small_holes(ring, max_fraction=0.5).all()
+    assert (fill_small_holes(ring, max_fraction=0.0) == ring).all()
+
+
+def test_clean_mask_tidy_step_runs_first():
+    mask = two_butterflies_and_a_scale_bar()
+    assert (clean_mask(mask, tidy=True) == tidy_mask(mask)).all()
+    assert (clean_mask(mask, tidy=True, largest_region=True) == keep_largest_region(tidy_mask(mask))).all()
+
+
+def test_overlay_shows_removed_pixels_in_their_own_colour():
+    mask = two_butterflies_and_a_scale_bar()
+    kept = tidy_mask(mask)
+    gone = removed_pixels(mask, kept)
+    assert gone[50, 20] and gone[40, 75] and not gone[10, 10] and not gone[12, 15]
+    image = np.zeros((*mask.shape, 3), np.uint8)
+    out = overlay(image, kept, colour=(255, 0, 0), alpha=1.0, outline=None, removed=gone, removed_colour=(0, 0, 255))
+    assert tuple(out[10, 10]) == (255, 0, 0) and tuple(out[50, 20]) == (0, 0, 255) and tuple(out[0, 0]) == (0, 0, 0)
+    with pytest.raises(ValueError, match="sizes differ"):
+        removed_pixels(mask, mask[:3])

@@ -1,18 +1,23 @@
 """The batch CLI: masks and cut-outs for a folder, bad files skipped, resume, no overwriting of inputs."""
 
+import csv
+import json
 import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools.coco import COCO
 
 from seg_core import predict
 from seg_core.data import REPO_ROOT
 from seg_core.imaging import load_image, load_mask
 from seg_core.inference import Predictor, load_predictor
 from seg_core.metrics import confusion, iou
+from seg_core.postprocess import removed_pixels
 
 SAMPLES = REPO_ROOT / "samples"
 PHOTOS = sorted((SAMPLES / "images").glob("*.jpg"))[:2]
@@ -163,3 +168,143 @@ def test_help_runs_as_a_module():
         [sys.executable, "-m", "seg_core.predict", "--help"], capture_output=True, text=True, cwd=REPO_ROOT
     )
     assert done.returncode == 0 and "--cutout" in done.stdout and "--overwrite" in done.stdout
+
+
+class BarPredictor(Predictor):
+    """A made-up model: a butterfly-sized disc and a thin 'scale bar', with soft probability edges."""
+
+    name = "bar"
+
+    def predict_proba(self, image, options=None):
+        height, width = image.shape[:2]
+        yy, xx = np.mgrid[0:height, 0:width]
+        disc = np.clip((0.3 * min(height, width) - np.hypot(yy - height / 2, xx - width / 2)) / 4 + 0.5, 0, 1)
+        bar = np.zeros((height, width), np.float32)
+        bar[height - 12 : height - 8, 10:30] = 0.9
+        return np.maximum(disc, bar).astype(np.float32)
+
+
+def test_coco_file_soft_cutouts_and_measurements_from_one_run(photos, tmp_path, capsys):
+    """The issue's bar on the sample photos: COCO loads, annotations redraw each mask, soft alpha at the edge."""
+    (photos / "notes.jpg").unlink()
+    out = tmp_path / "out"
+    coco_path, csv_path = out / "annotations.json", tmp_path / "sizes" / "m.csv"
+    args = ["--coco", coco_path, "--cutout", "--soft-edges", "--measurements", csv_path, "--pixels-per-mm", "5"]
+    assert run(photos, "--out", out, *args) == predict.EXIT_OK
+    assert "2 written" in capsys.readouterr().out
+    coco = COCO(str(coco_path))
+    assert [i["file_name"] for i in coco.dataset["images"]] == [p.name for p in PHOTOS]
+    for image in coco.dataset["images"]:
+        stem = image["file_name"].rsplit(".", 1)[0]
+        mask = load_mask(out / f"{stem}_mask.png")
+        assert (image["height"], image["width"]) == mask.shape
+        drawn = np.zeros_like(mask)
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
+            drawn |= coco.annToMask(annotation).astype(bool)
+            assert 0.5 <= annotation["score"] <= 1.0
+        assert iou(confusion(drawn, mask)) >= 0.99
+        alpha = np.asarray(Image.open(out / f"{stem}_cutout.png"))[..., 3]
+        edge = mask ^ binary_erosion(mask)
+        assert ((alpha[edge] > 0) & (alpha[edge] < 255)).mean() > 0.5
+        assert (alpha[~binary_dilation(mask, 12)] == 0).all()
+    with csv_path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["photo"] for r in rows} == {p.name for p in PHOTOS}
+    assert all(float(r["wingspan_mm"]) == pytest.approx(float(r["wingspan_px"]) / 5, abs=1e-2) for r in rows)
+
+
+def binary_erosion(mask: np.ndarray) -> np.ndarray:
+    return cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def binary_dilation(mask: np.ndarray, radius: int) -> np.ndarray:
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(bool)
+
+
+def test_default_tidy_drops_the_scale_bar_and_none_keeps_it(photos, tmp_path, monkeypatch):
+    (photos / "notes.jpg").unlink()
+    monkeypatch.setattr(predict, "load_predictor", lambda name: BarPredictor())
+    out_tidy, out_raw = tmp_path / "tidy", tmp_path / "raw"
+    assert predict.main([str(photos), "--out", str(out_tidy), "--no-progress"]) == predict.EXIT_OK
+    assert predict.main([str(photos), "--out", str(out_raw), "--clean", "none", "--no-progress"]) == predict.EXIT_OK
+    name = f"{PHOTOS[0].stem}_mask.png"
+    tidy, raw = load_mask(out_tidy / name), load_mask(out_raw / name)
+    height = raw.shape[0]
+    assert raw[height - 10, 20] and not tidy[height - 10, 20]
+    assert (tidy == (raw & ~removed_pixels(raw, tidy))).all() and tidy.sum() > 0.9 * raw.sum()
+
+
+def test_resumed_batch_still_describes_every_photo(photos, tmp_path):
+    (photos / "notes.jpg").unlink()
+    out, coco_path = tmp_path / "out", tmp_path / "out" / "annotations.json"
+    predict.run_batch(photos, out, BarPredictor(), clean=["tidy"], progress=False)
+    (out / f"{PHOTOS[1].stem}_mask.png").unlink()
+    counting = CountingPredictor(BarPredictor())
+    report = predict.run_batch(photos, out, counting, clean=["tidy"], progress=False)
+    assert counting.calls == 1 and report.already_done == [PHOTOS[0].name]
+    predict.write_annotations(photos, out, report, coco_path, with_polygons=True, progress=False)
+    data = json.loads(coco_path.read_text())
+    assert [i["file_name"] for i in data["images"]] == [p.name for p in PHOTOS]
+    # The photo done by the first run keeps the score stored in its mask.
+    assert all(a["score"] == pytest.approx(0.97, abs=0.03) for a in data["annotations"])
+    assert all(isinstance(a["segmentation"], list) for a in data["annotations"])
+    assert len({a["id"] for a in data["annotations"]}) == len(data["annotations"]) == 2
+
+
+def test_cropped_square_webp_cutout_on_a_colour(photos, tmp_path, monkeypatch):
+    (photos / "notes.jpg").unlink()
+    monkeypatch.setattr(predict, "load_predictor", lambda name: BarPredictor())
+    out = tmp_path / "out"
+    args = ["--out", out, "--square", "--background", "#00ff00", "--format", "webp", "--no-progress"]
+    assert predict.main([str(photos), *map(str, args)]) == predict.EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{p.stem}{suffix}" for p in PHOTOS for suffix in ("_mask.png", "_cutout.webp")
+    )
+    picture = Image.open(out / f"{PHOTOS[0].stem}_cutout.webp")
+    photo = Image.open(PHOTOS[0])
+    assert picture.format == "WEBP" and picture.mode == "RGB"
+    assert picture.width == picture.height < max(photo.size)
+    corner = np.asarray(picture)[2, 2].astype(int)
+    assert abs(corner - (0, 255, 0)).max() < 40
+
+
+def test_refine_keeps_the_mask_close_and_writes_the_same_files(photos, tmp_path, model):
+    (photos / "notes.jpg").unlink()
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    predict.run_batch(photos, plain, model, progress=False)
+    options = predict.OutputOptions(refine=True)
+    predict.run_batch(photos, refined, model, with_cutout=True, progress=False, options=options)
+    name = f"{PHOTOS[0].stem}_mask.png"
+    assert iou(confusion(load_mask(refined / name), load_mask(plain / name))) > 0.9
+    assert (refined / f"{PHOTOS[0].stem}_cutout.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--polygons"], "--polygons needs --coco"),
+        (["--pixels-per-mm", "3"], "--pixels-per-mm needs --measurements"),
+        (["--measurements", "m.csv", "--pixels-per-mm", "-1"], "not a positive number"),
+        (["--background", "not-a-colour"], "not 'transparent', 'blur', a colour"),
+        (["--coco", "{photos}"], "is a folder"),
+        (["--coco", "{photos}/README.txt"], "would overwrite an input file"),
+        (["--engine", "ray", "--soft-edges"], "does not take"),
+    ],
+)
+def test_annotation_and_cutout_usage_errors_exit_with_2(photos, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as stopped:
+        run(photos, "--out", tmp_path / "o", *(a.format(photos=photos) for a in extra))
+    assert stopped.value.code == predict.EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreadable_earlier_mask_is_reported_not_annotated(photos, tmp_path):
+    (photos / "notes.jpg").unlink()
+    out = tmp_path / "out"
+    predict.run_batch(photos, out, BarPredictor(), progress=False)
+    (out / f"{PHOTOS[0].stem}_mask.png").write_text("damaged")
+    report = predict.run_batch(photos, out, BarPredictor(), progress=False)
+    predict.write_annotations(photos, out, report, measurements_path=out / "m.csv", progress=False)
+    assert "cannot be read" in report.failed[PHOTOS[0].name] and report.exit_code == predict.EXIT_SOME_FAILED
+    assert {r["photo"] for r in csv.DictReader((out / "m.csv").read_text().splitlines())} == {PHOTOS[1].name}

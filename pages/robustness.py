@@ -1,0 +1,105 @@
+"""Robustness page: how each model holds up on photos as people take them."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import ui_common
+from seg_core import robustness as rb
+from seg_core.inference import DEFAULT_MODEL
+from seg_core.postprocess import display_copy, overlay
+
+ui_common.require_app_navigation()
+
+
+@st.cache_data(show_spinner=False)
+def summary(path: str, mtime: float) -> pd.DataFrame:
+    """Per condition, setting and model: mean and worst-tenth per-photo IoU, cached until the file changes."""
+    table = rb.summarize(rb.load_robustness(path))
+    table["label"] = table["condition"].map(lambda name: rb.CONDITIONS[name].label if name in rb.CONDITIONS else name)
+    return table
+
+
+@st.cache_data(show_spinner=False)
+def examples(index: int) -> list[tuple[str, object]]:
+    """Every condition applied to one sample photo, outlined with its ground truth, shrunk for display."""
+    _, pairs = rb.sample_pairs()
+    shown = []
+    for name, condition in rb.CONDITIONS.items():
+        image, mask = rb.apply(name, pairs, index)
+        small, small_mask = display_copy(image, mask, 360)
+        shown.append((condition.label, overlay(small, small_mask, alpha=0.0)))
+    return shown
+
+
+def iou_chart(table: pd.DataFrame, order: list[str]) -> alt.LayerChart:
+    """Mean per-photo IoU per condition (bars' ends) and the worst tenth (ticks), one row per model."""
+    low = max(0.0, float(table["iou_p10"].min()) - 0.02)
+    x = alt.X("iou_mean:Q", title="per-photo foreground IoU (mean; tick: worst tenth)", scale=alt.Scale(domain=[low, 1]))
+    base = alt.Chart(table).encode(
+        y=alt.Y("label:N", title=None, sort=order),
+        yOffset=alt.YOffset("model:N"),
+        color=alt.Color("model:N", title="Model"),
+        tooltip=[
+            "label",
+            "model",
+            alt.Tooltip("iou_mean:Q", format=".3f", title="mean IoU"),
+            alt.Tooltip("iou_p10:Q", format=".3f", title="worst tenth below"),
+            alt.Tooltip("iou_whole_set:Q", format=".3f", title="whole-set IoU"),
+        ],
+    )
+    bars = base.mark_bar(clip=True).encode(x=x)
+    ticks = base.mark_tick(color="black", thickness=2, size=8).encode(x="iou_p10:Q")
+    return (bars + ticks).properties(height=alt.Step(9))
+
+
+st.title("Robustness")
+st.write(
+    "The test photos changed the way real photos differ from Leeds photos: turned, small in the frame, out of "
+    "focus, dim, black-and-white, several butterflies, museum sheets. Every model runs with the app's default "
+    "settings at threshold 0.5; each condition is a fixed, seeded transform of photo and mask together."
+)
+path = rb.ROBUSTNESS_FILE
+if not path.is_file():
+    st.info("No robustness results yet. Run `python -m seg_core.robustness` to create them.")
+    st.stop()
+table = summary(str(path), path.stat().st_mtime)
+default = table[table["setting"] == "default"]
+models = sorted(default["model"].unique(), key=lambda m: (m != DEFAULT_MODEL, m))
+chosen = st.multiselect("Models", models, default=[m for m in models if m.startswith("unet")] or models)
+order = [rb.CONDITIONS[name].label for name in rb.CONDITIONS]
+if chosen:
+    st.altair_chart(iou_chart(default[default["model"].isin(chosen)], order), use_container_width=True)
+    wide = default[default["model"].isin(chosen)].pivot(index="label", columns="model", values="iou_mean")
+    st.dataframe(wide.reindex(order).style.format("{:.3f}"), use_container_width=True)
+else:
+    st.info("Choose at least one model to chart.")
+
+ablation = table[(table["model"] == DEFAULT_MODEL) & (table["setting"] != "default")]
+if not ablation.empty:
+    st.subheader(f"Second look and test-time augmentation ({DEFAULT_MODEL})")
+    st.caption(
+        "default: one pass plus a second look at small butterflies (the app's setting); single pass: the network "
+        "once on the whole photo; tta: default plus flips and a quarter turn averaged (about 4x slower). "
+        "Times are per photo on the machine that wrote the file."
+    )
+    both = table[table["model"] == DEFAULT_MODEL]
+    wide = both.pivot(index="label", columns="setting", values=["iou_mean", "iou_p10", "median_ms"])
+    st.dataframe(wide.reindex([o for o in order if o in wide.index]).round(3), use_container_width=True)
+
+st.subheader("What each condition looks like")
+ids, _ = rb.sample_pairs()
+index = st.selectbox("Sample photo", range(len(ids)), format_func=lambda i: ids[i])
+pictures = examples(index)
+columns = st.columns(4)
+for k, (label, picture) in enumerate(pictures):
+    with columns[k % 4]:
+        st.image(picture, caption=label, use_container_width=True)
+with st.expander("Conditions and strengths"):
+    st.table(
+        pd.DataFrame(
+            [{"condition": c.label, "name": c.name, "how": c.description} for c in rb.CONDITIONS.values()]
+        ).set_index("condition")
+    )
