@@ -16,6 +16,7 @@ import contextvars
 import logging
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -42,6 +43,8 @@ UPLOAD_LIMITS = (
     f"JPEG, PNG, WebP, BMP, TIFF or GIF (first frame); "
     f"at most {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE:,} pixels a side"
 )
+#: Start-up lines of TensorFlow's native libraries that the server log leaves out.
+TENSORFLOW_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on")
 #: How long a setting keeps its value when its widget is not drawn (see the module docstring).
 KEEP = "session"
 
@@ -102,9 +105,7 @@ def require_app_navigation() -> None:
 
 def threshold_slider(key: str, disabled: bool = False, help: str | None = None) -> float:
     """The probability threshold control every page uses (0.05 to 0.95, default 0.5)."""
-    return st.slider(
-        "Threshold", 0.05, 0.95, 0.5, 0.01, key=key, disabled=disabled, help=help, persist_state=KEEP
-    )
+    return st.slider("Threshold", 0.05, 0.95, 0.5, 0.01, key=key, disabled=disabled, help=help, persist_state=KEEP)
 
 
 def inference_options(key: str) -> InferenceOptions:
@@ -133,23 +134,28 @@ def _import_tensorflow_quietly() -> None:
     TensorFlow's native libraries print "All log messages before
     absl::InitializeLog()..." and a oneDNN notice, once per library, straight to
     file descriptor 2 while they load, before any logging setting applies. They
-    say nothing an operator can act on, so stderr points at /dev/null for the
-    import alone. Later C++ messages below errors are hidden by
-    ``TF_CPP_MIN_LOG_LEVEL=2`` unless the operator set it otherwise.
+    say nothing an operator can act on, so stderr is captured for the import
+    (once per server process, at the first model load) and everything else
+    written meanwhile is passed on afterwards. Later C++ messages below errors
+    are hidden by ``TF_CPP_MIN_LOG_LEVEL=2`` unless the operator set it otherwise.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
             with contextlib.suppress(ImportError):  # then only the baselines load; U-Nets report why not
                 import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+    sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in TENSORFLOW_NOISE)))
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -356,9 +362,7 @@ def photo_picker(key: str, multiple: bool) -> list[Photo]:
     Returns:
         The chosen photos, each with its ground-truth mask when there is one.
     """
-    source = st.radio(
-        "Photo source", [SAMPLE, UPLOAD], horizontal=True, key=f"{key}_source", persist_state=KEEP
-    )
+    source = st.radio("Photo source", [SAMPLE, UPLOAD], horizontal=True, key=f"{key}_source", persist_state=KEEP)
     return _sample(key) if source == SAMPLE else _upload(key, multiple)
 
 

@@ -101,17 +101,13 @@ def vote_section(masks: dict[str, np.ndarray]) -> None:
 
 
 st.title("Compare models")
-st.write(
-    "One photo through several models side by side, each with its own threshold, then how far their masks agree."
-)
+st.write("One photo through several models side by side, each with its own threshold, then how far their masks agree.")
 left, right = st.columns([3, 2], gap="large")
 with left:
     photos = ui_common.photo_picker("cmp", multiple=False)
 with right, st.container(border=True):
     every_model = available_predictors()
-    models = st.multiselect(
-        "Models", every_model, default=every_model, key="cmp_models", persist_state=ui_common.KEEP
-    )
+    models = st.multiselect("Models", every_model, default=every_model, key="cmp_models", persist_state=ui_common.KEEP)
     options = ui_common.inference_options("cmp")
 if not photos:
     st.info("Upload a photo, or choose **Sample photo**, to compare the models on it.")
@@ -151,7 +147,9 @@ for start in range(0, len(names), PER_ROW):
             rows.append(row)
 
 st.subheader("Side by side", anchor=False)
-st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=ui_common.COLUMNS)
+# Thresholds are text here: yes/no models have none.
+threshold_text = {"threshold": st.column_config.TextColumn(labels.text("threshold"))}
+st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=ui_common.COLUMNS | threshold_text)
 st.caption(
     "Model time: preprocessing, network (plus any second look or TTA) and resizing back to the photo's size, "
     "for this photo on this server. A cached result keeps the time measured when it was computed."

@@ -37,7 +37,8 @@ def examples(index: int) -> list[tuple[str, object]]:
 def iou_chart(table: pd.DataFrame, order: list[str]) -> alt.LayerChart:
     """Mean per-photo IoU per condition (bars' ends) and the worst tenth (ticks), one row per model."""
     low = max(0.0, float(table["iou_p10"].min()) - 0.02)
-    x = alt.X("iou_mean:Q", title="per-photo foreground IoU (mean; tick: worst tenth)", scale=alt.Scale(domain=[low, 1]))
+    title = "per-photo foreground IoU (mean; tick: worst tenth)"
+    x = alt.X("iou_mean:Q", title=title, scale=alt.Scale(domain=[low, 1]))
     base = alt.Chart(table).encode(
         y=alt.Y("label:N", title=None, sort=order),
         yOffset=alt.YOffset("model:N"),

@@ -23,6 +23,7 @@ GALLERY_SIZE = 6
 ZOOM_QUANTILE = 0.02
 #: Strong, distinct colours; the headline model gets the first (the app's own colour).
 PALETTE = ["#c2185b", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#5d4037", "#546e7a"]
+#: The latency table's columns; parameters, weights and load time are on the Home page.
 BENCH_SHOWN = [
     "model",
     "runtime",
@@ -31,9 +32,6 @@ BENCH_SHOWN = [
     "latency_p95_ms",
     "throughput_batch8_ips",
     "peak_rss_mb",
-    "load_s",
-    "parameters",
-    "file_mb",
 ]
 
 
@@ -127,7 +125,7 @@ def species_chart(table: pd.DataFrame, metric: str) -> alt.LayerChart:
     label = labels.text(metric)
     base = alt.Chart(table).encode(
         x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("species_name:N", title=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("species_name:N", title=None, axis=alt.Axis(labelLimit=180)),
     )
     cells = base.mark_rect().encode(
         color=alt.Color(f"{metric}:Q", title=label, scale=alt.Scale(scheme="viridis")),
@@ -142,19 +140,23 @@ def species_chart(table: pd.DataFrame, metric: str) -> alt.LayerChart:
 
 
 def latency_chart(long: pd.DataFrame) -> alt.Chart:
-    """Median and p95 latency bars per model; reference rows drawn pale."""
+    """Median and p95 latency per model as dots on a log axis; reference rows drawn pale.
+
+    Times run from a fraction of a millisecond (Otsu) to seconds (the reference
+    network), so bars from zero would flatten all but the slowest model.
+    """
     return (
         alt.Chart(long)
-        .mark_bar()
+        .mark_point(filled=True, size=90)
         .encode(
-            x=alt.X("ms:Q", title="Milliseconds per photo"),
-            y=alt.Y("model:N", title=None, sort="x", axis=alt.Axis(labelLimit=320)),
-            yOffset="statistic:N",
+            x=alt.X("ms:Q", title="Milliseconds per photo (log scale)", scale=alt.Scale(type="log")),
+            y=alt.Y("model:N", title=None, sort="x", axis=alt.Axis(labelLimit=200)),
+            shape=alt.Shape("statistic:N", title="Latency", scale=alt.Scale(range=["circle", "diamond"])),
             opacity=alt.condition("datum.reference", alt.value(0.45), alt.value(1.0)),
             color=alt.Color("statistic:N", title="Latency", scale=alt.Scale(range=["#c2185b", "#f48fb1"])),
             tooltip=["model", "statistic", alt.Tooltip("ms:Q", format=".1f")],
         )
-        .properties(height=max(160, 44 * long["model"].nunique()))
+        .properties(height=max(160, 30 * long["model"].nunique()))
     )
 
 
@@ -210,7 +212,11 @@ def scores_section(evaluation: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, 
         help="per-image: the mean of each photo's score. whole-set: one score from all photos' pixels together.",
     )
     metric = controls[2].selectbox(
-        "Metric", list(results.METRIC_NAMES), format_func=labels.text, key="val_metric", persist_state=ui_common.KEEP
+        "Metric",
+        sorted(results.METRIC_NAMES, key=lambda name: name != "iou"),
+        format_func=labels.text,
+        key="val_metric",
+        persist_state=ui_common.KEEP,
     )
     models = sorted(evaluation["model"].unique())
     chosen = st.multiselect("Models", models, default=models, key="val_models", persist_state=ui_common.KEEP)
@@ -273,7 +279,11 @@ def latency_section() -> None:
     bench = ui_common.bench_results(results.BENCH_FILE, "latency chart")
     if bench is None:
         return
-    st.altair_chart(latency_chart(results.latency_long(bench)), width="stretch")
+    bars = bench
+    if bench["model"].duplicated().any() and {"runtime", "precision"} <= set(bench.columns):
+        # One model timed under several runtimes: each bar names its runtime and precision.
+        bars = bench.assign(model=bench["model"] + " · " + bench["runtime"] + " " + bench["precision"])
+    st.altair_chart(latency_chart(results.latency_long(bars)), width="stretch")
     st.dataframe(
         bench[[c for c in BENCH_SHOWN if c in bench.columns]],
         hide_index=True,
@@ -282,7 +292,7 @@ def latency_section() -> None:
     machines = ", ".join(sorted(bench["machine"].dropna().astype(str).unique()))
     dates = ", ".join(sorted(bench["measured_at"].dropna().astype(str).unique()))
     st.caption(
-        f"One photo at a time, measured on {machines} ({dates}). Pale bars: reference rows (e.g. an untrained "
+        f"One photo at a time, measured on {machines} ({dates}). Pale dots: reference rows (e.g. an untrained "
         "network) that show cost only."
     )
 

@@ -1,9 +1,9 @@
 """Evaluate every model on a split at each photo's own resolution.
 
 Writes ``models/eval_<split>.csv``: one row per (model, photo, threshold) with
-the pixel confusion counts and the warm inference time, so the dashboard can
-compute any metric at any threshold, whole-set or per photo, without running a
-network. Binary-only baselines get one row per photo with an empty threshold.
+the pixel confusion counts, the boundary-band counts of Boundary IoU and the warm
+inference time, so the dashboard can compute any metric at any threshold,
+whole-set or per photo, without running a network. Binary-only baselines get one row per photo with an empty threshold.
 
     python -m seg_core.evaluate --data ../shared/leedsbutterfly --split test
 """
@@ -44,15 +44,23 @@ from seg_core.inference import (
     threshold_mask,
 )
 from seg_core.labels import headers, label
-from seg_core.metrics import Confusion, confusion
-from seg_core.results import EVAL_COLUMNS, PER_IMAGE, WHOLE_SET, aggregate, at_threshold, load_eval
+from seg_core.metrics import BoundaryCounts, Confusion, boundary_counts, confusion, mask_boundary
+from seg_core.results import (
+    EVAL_COLUMNS,
+    PER_IMAGE,
+    WHOLE_SET,
+    ResultsFormatError,
+    aggregate,
+    at_threshold,
+    load_eval,
+)
 
 #: 0.05, 0.10, ..., 0.95 (rounded so they print and compare cleanly).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SUMMARY_THRESHOLD = 0.5
 #: The summary's columns with their headers (whole-set metrics, then the per-photo mean IoU and timing).
 SUMMARY_LABELS = headers(
-    ["model", "kind", "photos", "accuracy", "dice", "iou", "mean_iou", "iou_per_image", "median_ms"]
+    ["model", "kind", "photos", "accuracy", "dice", "iou", "mean_iou", "boundary_iou", "iou_per_image", "median_ms"]
 )
 
 
@@ -101,6 +109,50 @@ def sweep_counts(prob: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> 
     ]
 
 
+def sweep_boundary_counts(prob: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> list[BoundaryCounts]:
+    """Boundary counts of ``prob >= t`` against ``truth`` for every threshold ``t``.
+
+    The truth's boundary band is found once; a threshold whose mask equals the
+    previous one's (the masks shrink as the threshold rises, so equal sizes mean
+    equal masks) reuses its counts. Thresholds are compared in the probability
+    map's own float type, as in :func:`sweep_counts`.
+
+    Args:
+        prob: foreground probabilities (H, W) at the photo's own resolution.
+        truth: boolean ground truth of the same shape.
+        thresholds: strictly increasing thresholds.
+
+    Returns:
+        One :class:`BoundaryCounts` per threshold, equal to
+        ``boundary_counts(prob >= t, truth)``.
+
+    Raises:
+        ValueError: shapes differ, or thresholds are not strictly increasing.
+    """
+    prob = np.asarray(prob)
+    truth = np.asarray(truth, dtype=bool)
+    if prob.shape != truth.shape:
+        raise ValueError(f"probability and mask shapes differ: {prob.shape} vs {truth.shape}")
+    dtype = prob.dtype if np.issubdtype(prob.dtype, np.floating) else np.float64
+    levels = np.asarray(thresholds, dtype=dtype)
+    if levels.ndim != 1 or np.any(np.diff(levels) <= 0):
+        raise ValueError(f"thresholds must be strictly increasing, got {list(thresholds)}")
+    true_band = mask_boundary(truth)
+    true_pixels = int(np.count_nonzero(true_band))
+    counts: list[BoundaryCounts] = []
+    previous_size = -1
+    for level in levels:
+        pred = prob >= level
+        size = int(np.count_nonzero(pred))
+        if size != previous_size:
+            band = mask_boundary(pred)
+            both = int(np.count_nonzero(band & true_band))
+            current = BoundaryCounts(both, int(np.count_nonzero(band)) + true_pixels - both)
+            previous_size = size
+        counts.append(current)
+    return counts
+
+
 def evaluate_predictor(
     predictor: Predictor,
     ids: list[str],
@@ -138,15 +190,23 @@ def evaluate_predictor(
         prob = predictor.predict_proba(image)
         infer_ms = round((time.perf_counter() - started) * 1000.0, 3)
         if predictor.binary_only:
-            counts = [(math.nan, confusion(threshold_mask(prob), truth))]
+            mask = threshold_mask(prob)
+            counts = [(math.nan, confusion(mask, truth), boundary_counts(mask, truth))]
         else:
-            counts = list(zip(thresholds, sweep_counts(prob, truth, thresholds), strict=True))
+            counts = zip(
+                thresholds,
+                sweep_counts(prob, truth, thresholds),
+                sweep_boundary_counts(prob, truth, thresholds),
+                strict=True,
+            )
         height, width = truth.shape
         base = {"model": predictor.name, "kind": predictor.kind, "image_id": image_id, "species": image_id[:3]}
         base |= {"split": split, "height": height, "width": width}
-        for threshold, c in counts:
+        for threshold, c, b in counts:
             rows.append(
-                base | {"threshold": threshold, "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn, "infer_ms": infer_ms}
+                base
+                | {"threshold": threshold, "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn}
+                | {"boundary_intersection": b.intersection, "boundary_union": b.union, "infer_ms": infer_ms}
             )
     return rows
 
@@ -202,9 +262,9 @@ def summarize(results: pd.DataFrame, threshold: float = SUMMARY_THRESHOLD) -> pd
     """One row per model at ``threshold`` (binary-only baselines: their single row), in file order.
 
     Returns:
-        Columns ``model, kind, photos, accuracy, dice, iou, mean_iou`` (whole-set:
-        counts summed over photos first), ``iou_per_image`` (mean of per-photo
-        foreground IoU) and ``median_ms`` (median warm inference time).
+        Columns ``model, kind, photos, accuracy, dice, iou, mean_iou, boundary_iou``
+        (whole-set: counts summed over photos first), ``iou_per_image`` (mean of
+        per-photo foreground IoU) and ``median_ms`` (median warm inference time).
     """
     rows = at_threshold(results, threshold)
     per_image = aggregate(rows, ["model"], PER_IMAGE).set_index("model")
@@ -285,8 +345,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {path}", file=sys.stderr)
         elif not path.is_file():
             parser.exit(2, f"error: {path} does not exist; run without --summary-only first\n")
+        try:
+            results = load_eval(path)
+        except ResultsFormatError as exc:  # e.g. a file from before the boundary columns
+            parser.exit(2, f"error: {exc}\n")
         print(f"{split} split, threshold {SUMMARY_THRESHOLD} (whole-set metrics: counts summed over photos)")
-        print(format_table(summarize(load_eval(path)), SUMMARY_LABELS, args.markdown))
+        print(format_table(summarize(results), SUMMARY_LABELS, args.markdown))
 
 
 if __name__ == "__main__":

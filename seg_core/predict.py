@@ -446,24 +446,23 @@ def main(argv: list[str] | None = None) -> int:
         if path.resolve() in inputs:
             parser.error(f"writing {path} would overwrite an input file")
     if args.engine == "ray":
-        if options.refine or options.shapes_cutout or args.coco or args.measurements:
-            parser.error("--engine ray does not take refine, cut-out or annotation options yet")
-        return _run_on_ray(parser, args)
-    try:
-        predictor = load_predictor(args.model)
-    except ModelLoadError as exc:
-        parser.error(str(exc))
-    report = run_batch(
-        args.input_dir,
-        args.out,
-        predictor,
-        args.threshold,
-        args.cutout,
-        args.clean,
-        args.overwrite,
-        not args.no_progress,
-        options,
-    )
+        report = _run_on_ray(parser, args, options)
+    else:
+        try:
+            predictor = load_predictor(args.model)
+        except ModelLoadError as exc:
+            parser.error(str(exc))
+        report = run_batch(
+            args.input_dir,
+            args.out,
+            predictor,
+            args.threshold,
+            args.cutout,
+            args.clean,
+            args.overwrite,
+            not args.no_progress,
+            options,
+        )
     if args.coco or args.measurements:
         for path in filter(None, (args.coco, args.measurements)):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -482,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     return report.exit_code
 
 
-def _run_on_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run_on_ray(parser: argparse.ArgumentParser, args: argparse.Namespace, options: OutputOptions) -> BatchReport:
     # The actors load the model; the driver only checks the name, so it never holds a copy.
     if args.model not in available_predictors():
         parser.error(f"unknown model {args.model!r}; available: {', '.join(available_predictors())}")
@@ -492,7 +491,7 @@ def _run_on_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         from seg_core import ray_engine
     except ImportError as exc:
         parser.error(f"--engine ray needs Ray: python3 -m pip install -r requirements-ray.txt ({exc})")
-    report = ray_engine.run_batch_ray(
+    return ray_engine.run_batch_ray(
         args.input_dir,
         args.out,
         args.model,
@@ -501,12 +500,10 @@ def _run_on_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         args.clean,
         args.overwrite,
         not args.no_progress,
+        options,
         address=args.address,
         actors=args.actors,
     )
-    print(f"outputs in {args.out}")
-    print(report.summary())
-    return report.exit_code
 
 
 if __name__ == "__main__":

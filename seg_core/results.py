@@ -5,7 +5,8 @@ pixel confusion counts; binary-only baselines have one row per photo with an
 empty threshold, and that row applies at every threshold. Every metric is
 computed from those counts through :mod:`seg_core.metrics`, either per photo
 and then averaged ("per-image") or from the counts summed over the photos
-("whole-set").
+("whole-set"). Boundary IoU comes the same way from the intersection and union
+of the two masks' boundary bands, counted at the photo's own resolution.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from seg_core.inference import MODELS_DIR
-from seg_core.metrics import METRICS, Confusion, all_metrics
+from seg_core.metrics import METRICS, BoundaryCounts, Confusion, all_metrics
 
 EVAL_TEST_FILE = MODELS_DIR / "eval_test.csv"
 BENCH_FILE = MODELS_DIR / "bench.csv"
 
 COUNT_COLUMNS = ["tp", "fp", "fn", "tn"]
+#: Pixels in the intersection and the union of the predicted and true masks' boundary bands.
+BOUNDARY_COLUMNS = ["boundary_intersection", "boundary_union"]
 EVAL_COLUMNS = [
     "model",
     "kind",
@@ -33,6 +36,7 @@ EVAL_COLUMNS = [
     "width",
     "threshold",
     *COUNT_COLUMNS,
+    *BOUNDARY_COLUMNS,
     "infer_ms",
 ]
 BENCH_COLUMNS = [
@@ -53,7 +57,8 @@ BENCH_COLUMNS = [
     "cpu_flags",
     "measured_at",
 ]
-METRIC_NAMES = tuple(METRICS)
+BOUNDARY_IOU = "boundary_iou"
+METRIC_NAMES = (*METRICS, BOUNDARY_IOU)
 PER_IMAGE = "per-image"
 WHOLE_SET = "whole-set"
 AGGREGATIONS = (PER_IMAGE, WHOLE_SET)
@@ -67,7 +72,7 @@ class ResultsFormatError(ValueError):
     """A results file exists but does not follow the documented columns."""
 
 
-def _read_csv(path: str | os.PathLike, columns: list[str], what: str, dtype: dict) -> pd.DataFrame:
+def _read_csv(path: str | os.PathLike, columns: list[str], what: str, dtype: dict, fix: str = "") -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ResultsMissingError(f"{what} results file missing: {path}")
@@ -77,7 +82,7 @@ def _read_csv(path: str | os.PathLike, columns: list[str], what: str, dtype: dic
         raise ResultsFormatError(f"{path} is not a readable CSV file ({exc})") from exc
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ResultsFormatError(f"{path} lacks the columns {missing}")
+        raise ResultsFormatError(f"{path} lacks the columns {missing}" + (f"; {fix}" if fix else ""))
     return df
 
 
@@ -96,12 +101,13 @@ def load_eval(path: str | os.PathLike = EVAL_TEST_FILE) -> pd.DataFrame:
         ResultsFormatError: it is not CSV, lacks columns, or its counts do not add up.
     """
     text = {"model": str, "kind": str, "image_id": str, "species": str, "split": str}
-    df = _read_csv(path, EVAL_COLUMNS, "evaluation", text)
+    # Files written before the boundary columns existed lack them; the fix is a new evaluation.
+    df = _read_csv(path, EVAL_COLUMNS, "evaluation", text, "rerun `python -m seg_core.evaluate` to rewrite it")
     df["image_id"] = df["image_id"].str.zfill(7)
     df["species"] = df["species"].str.zfill(3)
     try:
         df["threshold"] = pd.to_numeric(df["threshold"]).round(2)
-        for column in [*COUNT_COLUMNS, "height", "width"]:
+        for column in [*COUNT_COLUMNS, *BOUNDARY_COLUMNS, "height", "width"]:
             df[column] = pd.to_numeric(df[column]).astype("int64")
         df["infer_ms"] = pd.to_numeric(df["infer_ms"])
     except (ValueError, TypeError) as exc:
@@ -109,6 +115,12 @@ def load_eval(path: str | os.PathLike = EVAL_TEST_FILE) -> pd.DataFrame:
     bad = df[COUNT_COLUMNS].sum(axis=1) != df["height"] * df["width"]
     if bad.any():
         raise ResultsFormatError(f"{path}: tp+fp+fn+tn differs from height*width on {int(bad.sum())} rows")
+    inter, union = (df[c] for c in BOUNDARY_COLUMNS)
+    bad = (inter < 0) | (inter > union) | (union > df["height"] * df["width"])
+    if bad.any():
+        raise ResultsFormatError(
+            f"{path}: boundary counts are not 0 <= intersection <= union <= height*width on {int(bad.sum())} rows"
+        )
     return df
 
 
@@ -158,18 +170,26 @@ def at_threshold(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return df[keep].copy()
 
 
+def _scores(counts: pd.DataFrame) -> list[dict[str, float]]:
+    """Every metric of :data:`METRIC_NAMES` for each row of confusion and boundary counts."""
+    values = []
+    for row in counts[COUNT_COLUMNS + BOUNDARY_COLUMNS].to_numpy(dtype=np.int64):
+        scores = all_metrics(Confusion(*(int(v) for v in row[:4])))
+        values.append(scores | {BOUNDARY_IOU: BoundaryCounts(int(row[4]), int(row[5])).iou})
+    return values
+
+
 def with_metrics(df: pd.DataFrame) -> pd.DataFrame:
-    """Add one column per metric in :data:`seg_core.metrics.METRICS`, computed per row.
+    """Add one column per metric of :data:`METRIC_NAMES`, computed per row.
 
     Args:
-        df: rows with ``tp``, ``fp``, ``fn``, ``tn`` counts.
+        df: rows with ``tp``, ``fp``, ``fn``, ``tn`` and the boundary counts.
 
     Returns:
         A copy of ``df`` with the metric columns added.
     """
     out = df.copy()
-    counts = out[COUNT_COLUMNS].to_numpy(dtype=np.int64)
-    values = [all_metrics(Confusion(*(int(v) for v in row))) for row in counts]
+    values = _scores(out)
     for name in METRIC_NAMES:
         out[name] = [v[name] for v in values] if values else pd.Series(dtype=float)
     return out
@@ -195,9 +215,8 @@ def aggregate(df: pd.DataFrame, by: list[str], mode: str = PER_IMAGE) -> pd.Data
         scored = df if set(METRIC_NAMES) <= set(df.columns) else with_metrics(df)
         table = scored.groupby(by, sort=True, dropna=False)[list(METRIC_NAMES)].mean()
     else:
-        sums = groups[COUNT_COLUMNS].sum()
-        rows = [all_metrics(Confusion(*(int(v) for v in row))) for row in sums.to_numpy(dtype=np.int64)]
-        table = pd.DataFrame(rows, index=sums.index, columns=list(METRIC_NAMES))
+        sums = groups[COUNT_COLUMNS + BOUNDARY_COLUMNS].sum()
+        table = pd.DataFrame(_scores(sums), index=sums.index, columns=list(METRIC_NAMES))
     return pd.concat([photos, table], axis=1).reset_index()
 
 

@@ -310,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"also run {', '.join(list(SETTINGS)[1:])} for the first model (second look and TTA measured)",
     )
     p.add_argument("--out", type=Path, default=ROBUSTNESS_FILE, help="CSV to write")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the rows of other models already in --out and replace only the models run now",
+    )
     p.add_argument("--list", action="store_true", help="print the conditions with their strengths and exit")
     return p
 
@@ -340,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         for condition, setting in tqdm(jobs, desc=model, file=sys.stderr):
             rows += run_condition(predictor, condition, ids, pairs, setting)
     df = pd.DataFrame(rows, columns=COLUMNS)
+    if args.update and args.out.is_file():
+        kept = load_robustness(args.out)
+        df = pd.concat([kept[~kept["model"].isin(names)], df], ignore_index=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     summary = summarize(df)

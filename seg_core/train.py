@@ -1,8 +1,13 @@
 """Train a registered U-Net on the Leeds split and write weights plus a model card.
 
-Example::
+A committed model is retrained from its recipe file (flags given on the command
+line override the file)::
 
-    python -m seg_core.train --model unet16 --name unet-best --loss bce_dice --epochs 150
+    python -m seg_core.train --config recipes/unet-best.toml --data DIR
+
+or from flags alone::
+
+    python -m seg_core.train --model unet16 --name my-unet --loss bce_dice --epochs 150
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import platform
 import shlex
 import sys
 import time
+import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -31,6 +38,36 @@ from seg_core.models import create_model, list_models, model_config
 
 log = logging.getLogger("seg_core.train")
 MODELS_DIR = data.REPO_ROOT / "models"
+RECIPES_DIR = data.REPO_ROOT / "recipes"
+
+#: Settings a recipe file may hold: what defines a model's training. Where this
+#: machine keeps the photos and the outputs, and how many threads it uses, stay flags.
+RECIPE_KEYS = (
+    "model",
+    "name",
+    "recipe",
+    "init",
+    "augment",
+    "no_augment",
+    "robust_val",
+    "loss",
+    "epochs",
+    "lr",
+    "schedule",
+    "weight_decay",
+    "batch_size",
+    "patience",
+    "seed",
+    "time_limit",
+)
+#: Recipe keys that are on/off flags (``true`` or ``false`` in the file).
+RECIPE_FLAGS = ("no_augment", "robust_val")
+#: Recipe keys holding paths, read relative to the repository root so a recipe works from any folder.
+RECIPE_PATHS = ("init",)
+
+
+class RecipeError(ValueError):
+    """A recipe file cannot be read or holds settings that training does not know."""
 
 
 class TrainSequence(keras.utils.PyDataset):
@@ -71,32 +108,24 @@ class TrainSequence(keras.utils.PyDataset):
         self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
 
-class Validator(keras.callbacks.Callback):
-    """Validation IoU/Dice each epoch, best checkpoint, early stopping, history CSV."""
+def monitored(logs: dict, monitor: Sequence[str]) -> float:
+    """Mean of the ``monitor`` entries of an epoch's logs: the score checkpoints and early stopping follow."""
+    return sum(float(logs[key]) for key in monitor) / len(monitor)
 
-    def __init__(
-        self,
-        x_val,
-        y_val,
-        out_dir: Path,
-        patience: int,
-        export,
-        time_limit: float | None = None,
-        robust: tuple[np.ndarray, np.ndarray] | None = None,
-    ):
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Scores the model on validation photos after each epoch and adds the scores to the epoch's logs.
+
+    Writes ``val_<metric>`` for every metric of :mod:`seg_core.metrics` (counts
+    summed over the photos, threshold 0.5), and ``val_changed_<metric>`` for the
+    optional second set, so the callbacks after it read them like Keras' own.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, changed: tuple[np.ndarray, np.ndarray] | None = None):
         super().__init__()
-        # Weights are copied into an optimizer-free twin before saving: Keras
-        # would otherwise store the Adam moments too, tripling the file.
-        self.export = export
-        self.x_val, self.y_val = x_val, y_val
-        # Optional second validation set of changed photos; when given, the best
-        # checkpoint is the one with the best mean of plain and changed IoU, so
-        # a gain on hard photos is not bought with a loss on ordinary ones.
-        self.robust = robust
-        self.out_dir, self.patience, self.time_limit = out_dir, patience, time_limit
-        self.best_iou, self.best_epoch, self.best_metrics = -1.0, -1, {}
-        self.rows: list[dict] = []
-        self.started = time.time()
+        self.sets = [("val", x, y)] + ([("val_changed", *changed)] if changed is not None else [])
+        #: The scores of every epoch so far, in order.
+        self.epochs: list[dict[str, float]] = []
 
     def _scores(self, x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
         prob = self.model.predict(x, batch_size=16, verbose=0)
@@ -106,45 +135,119 @@ class Validator(keras.callbacks.Callback):
         return {f"{prefix}_{k}": v for k, v in all_metrics(total).items()}
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        metrics = self._scores(self.x_val, self.y_val, "val")
-        select = metrics["val_iou"]
-        if self.robust is not None:
-            metrics |= self._scores(*self.robust, "val_changed")
-            select = (metrics["val_iou"] + metrics["val_changed_iou"]) / 2
-        logs.update(metrics)
-        lr = self.model.optimizer.learning_rate
+        scores: dict[str, float] = {}
+        for prefix, x, y in self.sets:
+            scores |= self._scores(x, y, prefix)
+        self.epochs.append(scores)
+        if logs is not None:
+            logs.update(scores)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Rewrites the history file after each epoch: epoch, loss, every logged score, learning rate, seconds.
+
+    Rewritten rather than appended so the file is complete whenever a run stops.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.path, self.clock = Path(path), clock
+        self.rows: list[dict] = []
+        self.started = clock()
+
+    def on_train_begin(self, logs=None):
+        self.rows, self.started = [], self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
         row = {
             "epoch": epoch + 1,
-            "loss": float(logs.get("loss", float("nan"))),
-            **metrics,
-            "lr": float(np.asarray(lr)),
-            "seconds": round(time.time() - self.started, 1),
+            "loss": float(logs.get("loss", math.nan)),
+            **{key: float(value) for key, value in logs.items() if key != "loss"},
+            "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+            "seconds": round(self.clock() - self.started, 1),
         }
         self.rows.append(row)
-        with open(self.out_dir / HISTORY_FILE, "w", newline="") as fh:
+        with open(self.path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
             writer.writeheader()
             writer.writerows(self.rows)
-        improved = select > self.best_iou
-        if improved:
-            self.best_iou, self.best_epoch, self.best_metrics = select, epoch + 1, metrics
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the weights whenever the monitored score beats every earlier epoch's."""
+
+    def __init__(self, path: Path, export: keras.Model, monitor: Sequence[str] = ("val_iou",)):
+        super().__init__()
+        # Weights are copied into an optimizer-free twin before saving: Keras
+        # would otherwise store the Adam moments too, tripling the file.
+        self.export = export
+        self.path, self.monitor = Path(path), tuple(monitor)
+        self.best_score, self.best_epoch = -math.inf, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = monitored(logs or {}, self.monitor)
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch + 1
             self.export.set_weights(self.model.get_weights())
-            self.export.save_weights(self.out_dir / WEIGHTS_FILE)
-        print(
-            f"epoch {epoch + 1}: loss {row['loss']:.4f} val_iou {metrics['val_iou']:.4f} "
-            f"val_dice {metrics['val_dice']:.4f}"
-            + (f" val_changed_iou {metrics['val_changed_iou']:.4f}" if self.robust is not None else "")
-            + (" *best*" if improved else ""),
-            flush=True,
-        )
+            self.export.save_weights(self.path)
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """Stops training once the monitored score has not improved for ``patience`` epochs."""
+
+    def __init__(self, patience: int, monitor: Sequence[str] = ("val_iou",)):
+        super().__init__()
+        self.patience, self.monitor = patience, tuple(monitor)
+        self.best_score, self.best_epoch = -math.inf, 0
+
+    def on_train_begin(self, logs=None):
+        self.best_score, self.best_epoch = -math.inf, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = monitored(logs or {}, self.monitor)
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch + 1
         if epoch + 1 - self.best_epoch >= self.patience:
             print(f"early stop: no val IoU gain for {self.patience} epochs", flush=True)
             self.model.stop_training = True
-        elapsed = time.time() - self.started
-        if self.time_limit and elapsed * (epoch + 2) / (epoch + 1) > self.time_limit:
-            print(f"time limit: another epoch would pass {self.time_limit:.0f}s", flush=True)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training when one more epoch, at the mean epoch time so far, would pass ``seconds``."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.seconds, self.clock = seconds, clock
+        self.started = clock()
+
+    def on_train_begin(self, logs=None):
+        self.started = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = self.clock() - self.started
+        if elapsed * (epoch + 2) / (epoch + 1) > self.seconds:
+            print(f"time limit: another epoch would pass {self.seconds:.0f}s", flush=True)
             self.model.stop_training = True
+
+
+class EpochLine(keras.callbacks.Callback):
+    """Prints one line per epoch: loss, validation scores, and ``*best*`` when the checkpoint was saved."""
+
+    def __init__(self, checkpoint: BestCheckpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        changed = f" val_changed_iou {logs['val_changed_iou']:.4f}" if "val_changed_iou" in logs else ""
+        print(
+            f"epoch {epoch + 1}: loss {float(logs.get('loss', math.nan)):.4f} val_iou {logs['val_iou']:.4f} "
+            f"val_dice {logs['val_dice']:.4f}"
+            + changed
+            + (" *best*" if self.checkpoint.best_epoch == epoch + 1 else ""),
+            flush=True,
+        )
 
 
 def library_versions() -> dict[str, str]:
@@ -163,7 +266,13 @@ def library_versions() -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m seg_core.train", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, choices=list_models(), help="registered architecture")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help=f"recipe file (TOML, e.g. {RECIPES_DIR.name}/unet-best.toml) whose keys are these options' "
+        "names with _ for -; options given here override it",
+    )
+    p.add_argument("--model", choices=list_models(), help="registered architecture (required without --config)")
     p.add_argument("--name", help="output folder name under --out-dir (default: the model name)")
     p.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--recipe", default="", help="one-line description stored in the model card")
@@ -194,8 +303,90 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="override the input size (tiny test runs)")
     p.add_argument("--limit", type=int, help="use only the first N train and val photos")
     p.add_argument("--workers", type=int, default=2, help="threads preparing batches")
-    p.add_argument("--time-limit", type=float, help="stop (keeping the best checkpoint) before this many seconds")
+    p.add_argument(
+        "--time-limit", type=float, help="stop (keeping the best checkpoint) before this many seconds; 0: no limit"
+    )
     return p
+
+
+def load_recipe(path: str | Path) -> dict:
+    """Read a recipe file and check its keys and flag values.
+
+    Raises:
+        RecipeError: the file is missing, is not TOML, or holds unknown keys or non-boolean flags.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            recipe = tomllib.load(fh)
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise RecipeError(f"recipe {path} has unknown settings {unknown}; a recipe may set {', '.join(RECIPE_KEYS)}")
+    not_flags = [key for key in RECIPE_FLAGS if key in recipe and not isinstance(recipe[key], bool)]
+    if not_flags:
+        raise RecipeError(f"recipe {path}: {', '.join(not_flags)} must be true or false")
+    return recipe
+
+
+def recipe_argv(recipe: dict) -> list[str]:
+    """A recipe as command-line options, so argparse checks its values and later options override them."""
+    argv: list[str] = []
+    for key, value in recipe.items():
+        option = "--" + key.replace("_", "-")
+        if key in RECIPE_FLAGS:
+            argv += [option] if value else []
+        elif key in RECIPE_PATHS:
+            argv += [option, str(data.REPO_ROOT / value)]
+        else:
+            argv += [option, str(value)]
+    return argv
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line, reading ``--config``'s recipe first so the options given override it."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = parser.parse_known_args(argv)[0].config
+    if config is not None:
+        try:
+            argv = recipe_argv(load_recipe(config)) + argv
+        except RecipeError as exc:
+            parser.error(str(exc))
+    args = parser.parse_args(argv)
+    if args.model is None:
+        parser.error("--model is required (or a --config recipe that sets model)")
+    return args
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it, so cards read the same on every machine."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(data.REPO_ROOT)) if resolved.is_relative_to(data.REPO_ROOT) else str(path)
+
+
+def learning_rate(args: argparse.Namespace, steps_per_epoch: int):
+    """The peak rate, held constant or with a short warm-up and cosine decay over the whole run."""
+    if args.schedule != "cosine":
+        return args.lr
+    steps = steps_per_epoch * args.epochs
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, steps, alpha=0.01, warmup_target=args.lr, warmup_steps=min(steps_per_epoch * 3, steps // 10)
+    )
+
+
+def changed_views(images, masks, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Robust-augmented copies of the validation photos, fixed by ``seed`` so every epoch sees the same ones."""
+    pool = PhotoPool(images, masks)
+    recipe = AugmentConfig.robust()
+    views = [
+        augment_pair(i, m, size, recipe, np.random.default_rng((seed, 10**6, k)), pool)
+        for k, (i, m) in enumerate(zip(images, masks, strict=True))
+    ]
+    return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -232,41 +423,38 @@ def train(args: argparse.Namespace) -> Path:
         workers=args.workers,
         use_multiprocessing=False,
     )
-    steps = len(seq) * args.epochs
-    if args.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            0.0, steps, alpha=0.01, warmup_target=args.lr, warmup_steps=min(len(seq) * 3, steps // 10)
-        )
-    else:
-        lr = args.lr
     model = create_model(args.model, **overrides)
     init = None
     if args.init:
         # Loaded before the first checkpoint is written, so --init may name the output folder.
-        init = {"folder": str(args.init), "weights_sha256": data.file_sha256(args.init / WEIGHTS_FILE)}
+        init = {"folder": shown_path(args.init), "weights_sha256": data.file_sha256(args.init / WEIGHTS_FILE)}
         model.load_weights(args.init / WEIGHTS_FILE)
-    model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=args.weight_decay), loss=LOSSES[args.loss])
-    save_config(config, args.model, out_dir)
-    robust = None
-    if args.robust_val:
-        pool = PhotoPool(val_images, val_masks)
-        recipe = AugmentConfig.robust()
-        views = [
-            augment_pair(i, m, config.input_size, recipe, np.random.default_rng((args.seed, 10**6, k)), pool)
-            for k, (i, m) in enumerate(zip(val_images, val_masks, strict=True))
-        ]
-        robust = (np.stack([v[0] for v in views]), np.stack([v[1] for v in views]))
-    validator = Validator(
-        x_val, y_val, out_dir, args.patience, create_model(args.model, **overrides), args.time_limit, robust
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate(args, len(seq)), weight_decay=args.weight_decay),
+        loss=LOSSES[args.loss],
     )
+    save_config(config, args.model, out_dir)
+
+    # With a second validation set of changed photos, the best checkpoint is the
+    # one with the best mean of plain and changed IoU, so a gain on hard photos
+    # is not bought with a loss on ordinary ones.
+    changed = changed_views(val_images, val_masks, config.input_size, args.seed) if args.robust_val else None
+    monitor = ("val_iou", "val_changed_iou") if args.robust_val else ("val_iou",)
+    validation = ValidationMetrics(x_val, y_val, changed)
+    checkpoint = BestCheckpoint(out_dir / WEIGHTS_FILE, create_model(args.model, **overrides), monitor)
+    history = HistoryCSV(out_dir / HISTORY_FILE)
+    callbacks = [validation, history, checkpoint, EpochLine(checkpoint), EarlyStop(args.patience, monitor)]
+    if args.time_limit:
+        callbacks.append(TimeLimit(args.time_limit))
     started = time.time()
-    model.fit(seq, epochs=args.epochs, callbacks=[validator], verbose=2)
+    model.fit(seq, epochs=args.epochs, callbacks=callbacks, verbose=2)
     seconds = time.time() - started
 
     card = {
         "name": name,
         "architecture": args.model,
         "recipe": args.recipe,
+        **({"recipe_file": shown_path(args.config)} if args.config else {}),
         "config": config.to_dict(),
         "parameters": int(model.count_params()),
         "input_size": config.input_size,
@@ -282,10 +470,10 @@ def train(args: argparse.Namespace) -> Path:
         "augment_preset": None if args.no_augment else args.augment,
         "robust_validation": bool(args.robust_val),
         "initial_weights": init,
-        "epochs_run": len(validator.rows),
+        "epochs_run": len(validation.epochs),
         "epochs_max": args.epochs,
         "time_limit_seconds": args.time_limit,
-        "best_epoch": validator.best_epoch,
+        "best_epoch": checkpoint.best_epoch,
         "patience": args.patience,
         "seed": args.seed,
         "train_photos": len(train_samples),
@@ -293,21 +481,21 @@ def train(args: argparse.Namespace) -> Path:
         "training_seconds": round(seconds, 1),
         "split_file": str(args.split.name),
         "split_sha256": data.file_sha256(args.split),
-        "validation_at_input_size": validator.best_metrics,
+        "validation_at_input_size": validation.epochs[checkpoint.best_epoch - 1] if checkpoint.best_epoch else {},
         "backend": keras.backend.backend(),
         "device": platform.machine() + " " + (platform.processor() or ""),
         "library_versions": library_versions(),
         "command": shlex.join(["python", "-m", "seg_core.train", *sys.argv[1:]]),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    print(f"best val IoU {validator.best_iou:.4f} at epoch {validator.best_epoch}; wrote {out_dir}")
+    print(f"best val IoU {checkpoint.best_score:.4f} at epoch {checkpoint.best_epoch}; wrote {out_dir}")
     return out_dir
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        train(build_parser().parse_args(argv))
+        train(parse_args(argv))
     except data.DatasetNotFoundError as exc:
         sys.exit(f"error: {exc}")
 

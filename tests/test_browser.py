@@ -59,7 +59,9 @@ def server_url():
     command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
     ARTIFACTS.mkdir(exist_ok=True)
     log = (ARTIFACTS / "streamlit-server.log").open("w")
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    # The environment of a plain `streamlit run`: the app itself must keep TensorFlow's notices out of the log.
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, server)

@@ -288,7 +288,6 @@ def test_refine_keeps_the_mask_close_and_writes_the_same_files(photos, tmp_path,
         (["--background", "not-a-colour"], "not 'transparent', 'blur', a colour"),
         (["--coco", "{photos}"], "is a folder"),
         (["--coco", "{photos}/README.txt"], "would overwrite an input file"),
-        (["--engine", "ray", "--soft-edges"], "does not take"),
     ],
 )
 def test_annotation_and_cutout_usage_errors_exit_with_2(photos, tmp_path, capsys, extra, message):

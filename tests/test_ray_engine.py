@@ -30,13 +30,15 @@ def photos(tmp_path):
 
 def test_ray_writes_what_the_local_engine_writes_and_resumes(photos, tmp_path):
     local_out, ray_out = tmp_path / "local", tmp_path / "ray"
-    local = predict.run_batch(photos, local_out, load_predictor(MODEL), with_cutout=True, progress=False)
+    # Output options reach the actors: cropped WebP cut-outs instead of full PNGs.
+    job = {"with_cutout": True, "clean": ["tidy"], "options": predict.OutputOptions(crop=True, fmt="webp")}
+    local = predict.run_batch(photos, local_out, load_predictor(MODEL), progress=False, **job)
     # Pretend an earlier Ray run stopped after the first photo.
     ray_out.mkdir()
-    for done in predict.output_paths(PHOTOS[0], local_out, with_cutout=True):
+    for done in predict.output_paths(PHOTOS[0], local_out, job["with_cutout"], job["options"]):
         shutil.copy(done, ray_out / done.name)
 
-    report = ray_engine.run_batch_ray(photos, ray_out, MODEL, with_cutout=True, progress=False, actors=1)
+    report = ray_engine.run_batch_ray(photos, ray_out, MODEL, progress=False, actors=1, **job)
 
     assert report.already_done == [PHOTOS[0].name]
     assert report.written == [p.name for p in PHOTOS[1:]]
@@ -44,6 +46,7 @@ def test_ray_writes_what_the_local_engine_writes_and_resumes(photos, tmp_path):
     assert report.ignored == local.ignored == ["readme.txt"]
     assert report.exit_code == predict.EXIT_SOME_FAILED
     assert sorted(p.name for p in ray_out.iterdir()) == sorted(p.name for p in local_out.iterdir())
+    assert len(list(ray_out.glob("*_cutout.webp"))) == len(PHOTOS)
     for written in local_out.iterdir():
         assert (ray_out / written.name).read_bytes() == written.read_bytes(), written.name
 

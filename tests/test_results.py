@@ -12,7 +12,7 @@ from seg_core.metrics import Confusion, dice, iou
 SPECIES = {"001": {"latin": "Danaus plexippus", "common": "Monarch"}, "002": {"latin": "H. c.", "common": "Zebra"}}
 
 
-def row(model, image_id, threshold, tp, fp, fn, tn, kind="unet"):
+def row(model, image_id, threshold, tp, fp, fn, tn, kind="unet", boundary=(1, 2)):
     return {
         "model": model,
         "kind": kind,
@@ -26,6 +26,8 @@ def row(model, image_id, threshold, tp, fp, fn, tn, kind="unet"):
         "fp": fp,
         "fn": fn,
         "tn": tn,
+        "boundary_intersection": boundary[0],
+        "boundary_union": boundary[1],
         "infer_ms": 1.0,
     }
 
@@ -34,12 +36,12 @@ def row(model, image_id, threshold, tp, fp, fn, tn, kind="unet"):
 def table() -> pd.DataFrame:
     return pd.DataFrame(
         [
-            row("net", "0010001", 0.3, 8, 2, 0, 10),
-            row("net", "0010001", 0.5, 6, 0, 2, 12),
-            row("net", "0020001", 0.3, 1, 1, 0, 18),
-            row("net", "0020001", 0.5, 1, 0, 0, 19),
-            row("otsu", "0010001", np.nan, 4, 4, 4, 8, kind="baseline"),
-            row("otsu", "0020001", np.nan, 0, 0, 1, 19, kind="baseline"),
+            row("net", "0010001", 0.3, 8, 2, 0, 10, boundary=(4, 8)),
+            row("net", "0010001", 0.5, 6, 0, 2, 12, boundary=(3, 4)),
+            row("net", "0020001", 0.3, 1, 1, 0, 18, boundary=(1, 2)),
+            row("net", "0020001", 0.5, 1, 0, 0, 19, boundary=(0, 0)),
+            row("otsu", "0010001", np.nan, 4, 4, 4, 8, kind="baseline", boundary=(2, 10)),
+            row("otsu", "0020001", np.nan, 0, 0, 1, 19, kind="baseline", boundary=(0, 1)),
         ]
     )
 
@@ -69,6 +71,20 @@ def test_with_metrics_uses_the_metrics_module(table):
     assert first["dice"] == pytest.approx(dice(Confusion(8, 2, 0, 10)))
     assert set(results.METRIC_NAMES) <= set(scored.columns)
     assert "iou" not in table.columns
+    # Boundary IoU from the band counts; two empty bands (a photo with nothing to outline, missed by nobody) agree.
+    assert scored["boundary_iou"].tolist() == [0.5, 0.75, 0.5, 1.0, 0.2, 0.0]
+
+
+def test_boundary_iou_per_image_and_whole_set(table):
+    at = results.at_threshold(table, 0.5)
+    per_image = results.aggregate(at, ["model"], results.PER_IMAGE).set_index("model")
+    whole = results.aggregate(at, ["model"], results.WHOLE_SET).set_index("model")
+    assert per_image.loc["net", "boundary_iou"] == pytest.approx((3 / 4 + 1.0) / 2)
+    assert whole.loc["net", "boundary_iou"] == pytest.approx(3 / 4)
+    assert per_image.loc["otsu", "boundary_iou"] == pytest.approx(0.1)
+    assert whole.loc["otsu", "boundary_iou"] == pytest.approx(2 / 11)
+    curves = results.threshold_curves(table, results.WHOLE_SET).set_index(["model", "threshold"])
+    assert curves.loc[("net", 0.3), "boundary_iou"] == pytest.approx(5 / 10)
 
 
 def test_per_image_and_whole_set_differ(table):
@@ -169,6 +185,23 @@ def test_load_eval_errors(tmp_path, table):
     empty.write_text("")
     with pytest.raises(results.ResultsFormatError):
         results.load_eval(empty)
+
+
+def test_load_eval_asks_for_a_new_evaluation_when_boundary_counts_are_missing(tmp_path, table):
+    old = tmp_path / "old.csv"
+    table.drop(columns=results.BOUNDARY_COLUMNS).to_csv(old, index=False)
+    with pytest.raises(results.ResultsFormatError) as exc:
+        results.load_eval(old)
+    assert "['boundary_intersection', 'boundary_union']" in str(exc.value)
+    assert "rerun `python -m seg_core.evaluate`" in str(exc.value)
+    blank = tmp_path / "blank.csv"
+    table.assign(boundary_union=np.nan).to_csv(blank, index=False)
+    with pytest.raises(results.ResultsFormatError, match="non-numeric"):
+        results.load_eval(blank)
+    crossed = tmp_path / "crossed.csv"
+    table.assign(boundary_intersection=3, boundary_union=2).to_csv(crossed, index=False)
+    with pytest.raises(results.ResultsFormatError, match="intersection <= union"):
+        results.load_eval(crossed)
 
 
 def test_load_bench(tmp_path):

@@ -72,7 +72,8 @@ def test_tta_and_second_look_keep_the_photo_size():
 def test_tta_undoes_each_view_exactly():
     # A "network" that returns its input's red channel commutes with flips and
     # turns, so averaging the undone views must give back exactly one pass.
-    predictor = UNetPredictor.from_model(create_model("unet8", input_size=32), model_config("unet8", input_size=32), "t")
+    config = model_config("unet8", input_size=32)
+    predictor = UNetPredictor.from_model(create_model("unet8", input_size=32), config, "t")
     predictor._forward = lambda batch: batch[..., :1]
     image = np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     one = predictor.predict_proba(image, InferenceOptions(second_look=False))

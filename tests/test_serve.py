@@ -1,6 +1,8 @@
 """The HTTP API through FastAPI's TestClient: every route, every row of the bad-input matrix, limits, errors."""
 
 import io
+import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -276,3 +278,10 @@ def test_cli_refuses_an_unknown_preload_model(capsys):
         serve.main(["--preload", "no-such-model"])
     assert stopped.value.code == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_help_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "seg_core.serve", "--help"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
+    assert done.returncode == 0 and "python -m seg_core.serve" in done.stdout and "--preload" in done.stdout

@@ -1,17 +1,25 @@
-"""A tiny end-to-end training run: a few photos, 64 px, one epoch."""
+"""Training: recipe files, each callback on a tiny model, and tiny end-to-end runs (a few photos, 32-64 px)."""
 
+import csv
 import json
+import shlex
 import shutil
+from pathlib import Path
 
+import keras
 import numpy as np
+import pytest
 
 from seg_core import train
-from seg_core.config import CARD_FILE, HISTORY_FILE, WEIGHTS_FILE
-from seg_core.data import REPO_ROOT, load_split, write_split
+from seg_core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, load_config
+from seg_core.data import REPO_ROOT, file_sha256, load_split, write_split
 from seg_core.imaging import load_image
-from seg_core.inference import UNetPredictor
+from seg_core.inference import MODELS_DIR, UNetPredictor
 
 SAMPLES = REPO_ROOT / "samples"
+RECIPES = sorted(train.RECIPES_DIR.glob("*.toml"))
+#: Options that say where this machine keeps things, not how a model is trained.
+MACHINE_OPTIONS = ("config", "data", "out_dir", "workers")
 
 
 def _tiny_dataset(root):
@@ -26,10 +34,196 @@ def _tiny_dataset(root):
     return split_file
 
 
+def _settings(args) -> dict:
+    """The training settings of parsed arguments, paths resolved, without the machine's options."""
+    settings = {k: v for k, v in vars(args).items() if k not in MACHINE_OPTIONS}
+    settings["init"] = settings["init"] and (REPO_ROOT / settings["init"]).resolve()
+    return settings
+
+
+# Recipes
+
+
+def test_committed_recipes_are_the_three_committed_models():
+    assert [p.stem for p in RECIPES] == ["unet-bce", "unet-best", "unet-light"]
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_matches_the_command_in_its_model_card(path):
+    """Retraining from the recipe uses the settings that trained the committed model."""
+    card = json.loads((MODELS_DIR / path.stem / CARD_FILE).read_text())
+    from_card = train.parse_args(shlex.split(card["command"])[3:])
+    from_recipe = train.parse_args(["--config", str(path)])
+    assert from_recipe.name == path.stem
+    assert _settings(from_recipe) == _settings(from_card)
+
+
+def test_options_given_override_the_recipe():
+    args = train.parse_args(["--config", str(train.RECIPES_DIR / "unet-best.toml"), "--epochs", "3", "--lr", "0.1"])
+    assert (args.epochs, args.lr, args.model, args.augment, args.robust_val) == (3, 0.1, "unet16", "robust", True)
+    # Paths in a recipe are read from the repository root, wherever the command runs.
+    assert args.init == REPO_ROOT / "models" / "unet-best"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('model = "unet8"\ndata = "/photos"\n', "unknown settings \\['data'\\]"),
+        ('model = "unet8"\nrobust_val = "yes"\n', "robust_val must be true or false"),
+        ("model = [unet8\n", "not valid TOML"),
+    ],
+)
+def test_bad_recipes_are_refused_with_a_message(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(train.RecipeError, match=message):
+        train.load_recipe(path)
+    with pytest.raises(SystemExit) as exc:
+        train.parse_args(["--config", str(path)])
+    assert exc.value.code == 2 and "bad.toml" in capsys.readouterr().err
+
+
+def test_recipe_values_are_checked_like_options(tmp_path, capsys):
+    path = tmp_path / "r.toml"
+    path.write_text('model = "unet8"\nloss = "hinge"\n')
+    with pytest.raises(SystemExit):
+        train.parse_args(["--config", str(path)])
+    assert "invalid choice: 'hinge'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--config", str(tmp_path / "absent.toml")])
+    assert "cannot read recipe" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args([])
+    assert "--model is required" in capsys.readouterr().err
+
+
+# Callbacks, one at a time, on a tiny model
+
+
+def _tiny_model() -> keras.Model:
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
+    model.compile(optimizer=keras.optimizers.AdamW(0.01), loss="binary_crossentropy")
+    return model
+
+
+def _run_epochs(callback, logs_per_epoch, clock=None, epoch_seconds=0.0):
+    """Feed ``callback`` epochs as Keras does; returns the epochs that ran before it stopped training.
+
+    With ``clock`` (a :class:`FakeClock`), each epoch takes ``epoch_seconds``.
+    """
+    model = _tiny_model()
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, logs in enumerate(logs_per_epoch):
+        if clock is not None:
+            clock.now += epoch_seconds
+        callback.on_epoch_end(epoch, dict(logs))
+        if model.stop_training:
+            return epoch + 1
+    return len(logs_per_epoch)
+
+
+def test_early_stop_fires_after_patience_epochs_without_gain():
+    ious = [0.5, 0.6, 0.55, 0.6, 0.59, 0.7, 0.1, 0.2, 0.3]
+    assert _run_epochs(train.EarlyStop(3), [{"val_iou": v} for v in ious]) == 5
+    assert _run_epochs(train.EarlyStop(4), [{"val_iou": v} for v in ious]) == 9
+
+
+def test_early_stop_follows_the_mean_of_plain_and_changed_iou():
+    logs = [{"val_iou": 0.9, "val_changed_iou": 0.5}, {"val_iou": 0.8, "val_changed_iou": 0.7}]
+    logs += [{"val_iou": 0.95, "val_changed_iou": 0.5}] * 2
+    stop = train.EarlyStop(2, ("val_iou", "val_changed_iou"))
+    assert _run_epochs(stop, logs) == 4 and stop.best_epoch == 2
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_time_limit_stops_before_an_epoch_would_pass_it():
+    clock = FakeClock()
+    # 30 s epochs: after 3 epochs (90 s) a 4th would end at 120 s.
+    assert _run_epochs(train.TimeLimit(100, clock), [{}] * 10, clock, 30) == 3
+    assert _run_epochs(train.TimeLimit(120, clock), [{}] * 10, clock, 30) == 4
+    assert _run_epochs(train.TimeLimit(1000, clock), [{}] * 10, clock, 30) == 10
+
+
+def test_best_checkpoint_saves_only_improvements_without_the_optimizer(tmp_path):
+    model, export = _tiny_model(), _tiny_model()
+    model.fit(np.zeros((2, 8, 8, 3)), np.zeros((2, 8, 8, 1)), epochs=1, verbose=0)  # creates the Adam moments
+    path = tmp_path / WEIGHTS_FILE
+    best = train.BestCheckpoint(path, export)
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_iou": 0.5})
+    saved = path.stat().st_mtime_ns
+    first = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1 for w in first])
+    best.on_epoch_end(1, {"val_iou": 0.4})
+    assert (best.best_epoch, best.best_score, path.stat().st_mtime_ns) == (1, 0.5, saved)
+    check = _tiny_model()
+    check.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(check.get_weights(), first, strict=True))
+    best.on_epoch_end(2, {"val_iou": 0.6})
+    check.load_weights(path)
+    assert best.best_epoch == 3 and np.array_equal(check.get_weights()[0], first[0] + 1)
+    # Saved through the optimizer-free copy: the trained model's own file would hold the Adam moments too.
+    full = tmp_path / "full.weights.h5"
+    model.save_weights(full)
+    assert path.stat().st_size < full.stat().st_size
+
+
+def test_history_csv_has_one_row_per_epoch(tmp_path):
+    clock = FakeClock()
+    history = train.HistoryCSV(tmp_path / HISTORY_FILE, clock)
+    logs = [{"loss": 0.9, "val_iou": 0.5, "val_dice": 0.6}, {"loss": 0.7, "val_iou": 0.55, "val_dice": 0.65}]
+    assert _run_epochs(history, logs, clock, 2.5) == 2
+    with open(tmp_path / HISTORY_FILE, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["epoch", "loss", "val_iou", "val_dice", "lr", "seconds"]
+    assert [(r["epoch"], r["loss"], r["val_iou"], r["seconds"]) for r in rows] == [
+        ("1", "0.9", "0.5", "2.5"),
+        ("2", "0.7", "0.55", "5.0"),
+    ]
+    assert float(rows[0]["lr"]) == pytest.approx(0.01)
+
+
+def test_validation_metrics_add_scores_to_the_logs():
+    model = _tiny_model()
+    x = np.random.default_rng(0).random((3, 8, 8, 3)).astype("float32")
+    y = np.ones((3, 8, 8), "float32")
+    y[:, :4] = 0.0
+    model.layers[-1].set_weights([np.zeros((3, 3, 3, 1)), np.array([5.0])])  # everything foreground
+    validation = train.ValidationMetrics(x, y, changed=(x, np.ones((3, 8, 8), "float32")))
+    validation.set_model(model)
+    logs = {"loss": 0.3}
+    validation.on_epoch_end(0, logs)
+    assert logs["loss"] == 0.3 and logs["val_iou"] == pytest.approx(0.5) and logs["val_dice"] == pytest.approx(2 / 3)
+    assert logs["val_changed_iou"] == 1.0 and set(validation.epochs[0]) == set(logs) - {"loss"}
+
+
+def test_epoch_line_marks_the_best_epoch(capsys):
+    checkpoint = train.BestCheckpoint(Path("unused"), _tiny_model())
+    checkpoint.best_epoch = 2
+    line = train.EpochLine(checkpoint)
+    line.on_epoch_end(0, {"loss": 0.5, "val_iou": 0.81234, "val_dice": 0.9})
+    line.on_epoch_end(1, {"loss": 0.4, "val_iou": 0.9, "val_dice": 0.95, "val_changed_iou": 0.7})
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "epoch 1: loss 0.5000 val_iou 0.8123 val_dice 0.9000"
+    assert second == "epoch 2: loss 0.4000 val_iou 0.9000 val_dice 0.9500 val_changed_iou 0.7000 *best*"
+
+
+# Tiny end-to-end runs
+
+
 def test_tiny_training_run_writes_a_loadable_model(tmp_path):
     split_file = _tiny_dataset(tmp_path / "data")
     out = train.train(
-        train.build_parser().parse_args(
+        train.parse_args(
             [
                 "--model",
                 "unet8",
@@ -58,8 +252,39 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
     assert card["architecture"] == "unet8" and card["input_size"] == 64 and card["epochs_run"] == 1
     assert card["train_photos"] == len(load_split(split_file)["train"])
     assert set(card["validation_at_input_size"]) == {"val_accuracy", "val_dice", "val_iou", "val_mean_iou"}
+    assert "recipe_file" not in card and card["initial_weights"] is None
     predictor = UNetPredictor(out)
     assert predictor.model.count_params() == card["parameters"]
     photo = load_image(next((SAMPLES / "images").glob("*.jpg")))
     prob = predictor.predict_proba(photo)
     assert prob.shape == photo.shape[:2] and prob.dtype == np.float32
+
+
+def test_a_recipe_file_trains_with_overrides(tmp_path):
+    """The unet-light recipe (fine-tuning, robust augmentation and validation) at 32 px on four photos."""
+    split_file = _tiny_dataset(tmp_path / "data")
+    recipe = train.RECIPES_DIR / "unet-light.toml"
+    args = ["--config", str(recipe), "--out-dir", str(tmp_path / "models"), "--data", str(tmp_path / "data")]
+    args += ["--split", str(split_file), "--size", "32", "--limit", "4", "--epochs", "1", "--workers", "1"]
+    out = train.train(train.parse_args(args))
+    assert out == tmp_path / "models" / "unet-light"
+    card = json.loads((out / CARD_FILE).read_text())
+    assert card["recipe_file"] == "recipes/unet-light.toml"
+    assert card["recipe"] == train.load_recipe(recipe)["recipe"]
+    assert (card["architecture"], card["input_size"], card["epochs_run"], card["epochs_max"]) == ("unet8", 32, 1, 1)
+    assert (card["augment_preset"], card["robust_validation"], card["time_limit_seconds"]) == ("robust", True, 1800)
+    assert (card["train_photos"], card["val_photos"], card["best_epoch"]) == (4, 4, 1)
+    assert card["initial_weights"] == {
+        "folder": "models/unet-light",
+        "weights_sha256": file_sha256(MODELS_DIR / "unet-light" / WEIGHTS_FILE),
+    }
+    assert set(card["validation_at_input_size"]) == {
+        f"{prefix}_{m}" for prefix in ("val", "val_changed") for m in ("accuracy", "dice", "iou", "mean_iou")
+    }
+    assert load_config(out)[0] == "unet8" and load_config(out)[1].input_size == 32
+    assert (out / CONFIG_FILE).is_file()
+    with open(out / HISTORY_FILE, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and float(rows[0]["val_changed_iou"]) == card["validation_at_input_size"]["val_changed_iou"]
+    # Fine-tuned from the committed weights: same architecture, and they load into the predictor.
+    assert UNetPredictor(out).model.count_params() == card["parameters"]
