@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -66,6 +67,7 @@ PAGES = (
     PageSpec("pages/validation.py", "Validation metrics", ":material/bar_chart:"),
 )
 _IN_APP = contextvars.ContextVar("wingmask_in_app", default=False)
+_TF_IMPORT = threading.Lock()
 
 
 def app_pages() -> list[st.Page]:
@@ -140,8 +142,13 @@ def _import_tensorflow_quietly() -> None:
     are hidden by ``TF_CPP_MIN_LOG_LEVEL=2`` unless the operator set it otherwise.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
+    with _TF_IMPORT:  # two sessions loading their first models at once capture stderr once
+        if "tensorflow" in sys.modules:
+            return
+        _capture_noise_while_importing_tensorflow()
+
+
+def _capture_noise_while_importing_tensorflow() -> None:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -155,10 +155,8 @@ if progress is not None:
 names = outputs.output_names([photo.name for photo in photos])
 done = [(n, r.outcome) for n, r in zip(names, results, strict=True) if isinstance(r, Result)]
 if len(photos) > 1:
-    st.write(
-        f"**{len(done)} of {len(photos)} photos segmented** with {settings.predictor.name} "
-        f"at threshold {settings.mask.threshold:.2f}."
-    )
+    at = "(yes/no per pixel)" if settings.predictor.binary_only else f"at threshold {settings.mask.threshold:.2f}"
+    st.write(f"**{len(done)} of {len(photos)} photos segmented** with {settings.predictor.name} {at}.")
     if done:
         batch_download(done)
 

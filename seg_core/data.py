@@ -203,6 +203,21 @@ def split_samples(scan: DatasetScan, split: dict[str, list[str]], name: str) -> 
     return [by_id[sid] for sid in split[name] if sid in by_id]
 
 
+def load_split_photos(
+    data_dir: str | os.PathLike | None,
+    split: str,
+    split_file: str | os.PathLike = SPLIT_FILE,
+    limit: int | None = None,
+) -> tuple[list[Sample], list[np.ndarray], list[np.ndarray]]:
+    """The readable (sample, photo, mask) triples of one split, in split order (the first ``limit``).
+
+    Raises:
+        DatasetNotFoundError: no dataset folder was found.
+    """
+    samples = split_samples(scan_dataset(resolve_data_dir(data_dir)), load_split(split_file), split)
+    return load_pairs(samples[:limit])
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 

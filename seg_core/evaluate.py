@@ -28,11 +28,8 @@ from seg_core.data import (
     SPLIT_FILE,
     SPLITS,
     DatasetNotFoundError,
-    load_pairs,
-    load_split,
+    load_split_photos,
     resolve_data_dir,
-    scan_dataset,
-    split_samples,
     write_species,
 )
 from seg_core.inference import (
@@ -240,10 +237,9 @@ def evaluate(
         DatasetNotFoundError: no dataset, or no readable photo in the split.
         ModelLoadError: a model name is unknown or does not load.
     """
-    root = resolve_data_dir(data_dir)
-    samples, images, masks = load_pairs(split_samples(scan_dataset(root), load_split(split_file), split))
+    samples, images, masks = load_split_photos(data_dir, split, split_file)
     if not samples:
-        raise DatasetNotFoundError(f"no readable {split} photos of {split_file} in {root}")
+        raise DatasetNotFoundError(f"no readable {split} photos of {split_file}")
     ids = [s.id for s in samples]
     rows = []
     for name in models or available_predictors(models_dir):
@@ -254,7 +250,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = eval_path(out_dir, split)
     pd.DataFrame(rows, columns=EVAL_COLUMNS).to_csv(path, index=False)
-    write_species(root, out_dir / "species.json")
+    write_species(resolve_data_dir(data_dir), out_dir / "species.json")
     return path
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from seg_core import results
 from seg_core.config import CARD_FILE, HISTORY_FILE
 from seg_core.inference import MODELS_DIR, trained_models
+from seg_core.robustness import CONDITIONS, ROBUSTNESS_FILE, load_robustness, summarize
 
 CARD_README = "README.md"
 
@@ -43,7 +44,24 @@ def _speed(bench: pd.DataFrame | None, name: str) -> str:
     )
 
 
-def render(directory: Path, evaluation: pd.DataFrame | None, bench: pd.DataFrame | None) -> str:
+def _robustness(robust: pd.DataFrame | None, name: str) -> str:
+    if robust is None or name not in set(robust["model"]):
+        return "No robustness results yet: run `python -m seg_core.robustness`.\n"
+    table = summarize(robust[(robust["model"] == name) & (robust["setting"] == "default")])
+    lines = ["| condition | per-photo IoU | worst tenth below | whole-set IoU |", "| --- | ---: | ---: | ---: |"]
+    for row in table.itertuples():
+        label = CONDITIONS[row.condition].label if row.condition in CONDITIONS else row.condition
+        lines.append(f"| {label} | {row.iou_mean:.3f} | {row.iou_p10:.3f} | {row.iou_whole_set:.3f} |")
+    photos = int(table["photos"].max())
+    return (
+        f"Test photos changed the way real photos differ ({photos} photos per condition, default settings, "
+        "threshold 0.5; `python -m seg_core.robustness --list` describes each):\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def render(
+    directory: Path, evaluation: pd.DataFrame | None, bench: pd.DataFrame | None, robust: pd.DataFrame | None = None
+) -> str:
     """The Markdown card of the model in ``directory``."""
     card = json.loads((directory / CARD_FILE).read_text())
     history = pd.read_csv(directory / HISTORY_FILE)
@@ -79,6 +97,8 @@ mean IoU {best["val_mean_iou"]:.4f}
 
 ## Test
 {_scores(evaluation, card["name"])}
+## Robustness
+{_robustness(robust, card["name"])}
 ## Speed
 {_speed(bench, card["name"])}
 ## Data and licence
@@ -99,9 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     evaluation = _optional(results.load_eval, args.models_dir / results.EVAL_TEST_FILE.name)
     bench = _optional(results.load_bench, args.models_dir / results.BENCH_FILE.name)
+    robust_path = args.models_dir / ROBUSTNESS_FILE.name
+    robust = load_robustness(robust_path) if robust_path.is_file() else None
     for name in trained_models(args.models_dir):
         path = args.models_dir / name / CARD_README
-        path.write_text(render(args.models_dir / name, evaluation, bench))
+        path.write_text(render(args.models_dir / name, evaluation, bench, robust))
         print(f"wrote {path}")
 
 

@@ -33,11 +33,7 @@ from seg_core.data import (
     SPLIT_FILE,
     SPLITS,
     DatasetNotFoundError,
-    load_pairs,
-    load_split,
-    resolve_data_dir,
-    scan_dataset,
-    split_samples,
+    load_split_photos,
 )
 from seg_core.imaging import load_image, load_mask
 from seg_core.inference import (
@@ -326,11 +322,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{c.name:14} {c.label:26} {c.description}")
         return
     try:
-        root = resolve_data_dir(args.data)
+        samples, images, masks = load_split_photos(args.data, args.split, args.split_file, args.limit)
     except DatasetNotFoundError as exc:
         sys.exit(f"error: {exc}")
-    samples = split_samples(scan_dataset(root), load_split(args.split_file), args.split)[: args.limit]
-    samples, images, masks = load_pairs(samples)
     ids, pairs = [s.id for s in samples], list(zip(images, masks, strict=True))
     names = args.models or available_predictors()
     conditions = args.conditions or list(CONDITIONS)

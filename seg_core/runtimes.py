@@ -41,14 +41,9 @@ from tqdm import tqdm
 from seg_core.data import (
     DATA_ENV,
     DEFAULT_DATA,
-    SPLIT_FILE,
     SPLITS,
     DatasetNotFoundError,
-    load_pairs,
-    load_split,
-    resolve_data_dir,
-    scan_dataset,
-    split_samples,
+    load_split_photos,
 )
 from seg_core.evaluate import format_table
 from seg_core.export import folder_digest
@@ -332,10 +327,9 @@ def check_runtimes(
     unknown = sorted(set(names) - set(trained_models(models_dir)))
     if unknown:
         raise ModelLoadError(f"unknown model(s) {', '.join(unknown)}; trained: {', '.join(trained_models(models_dir))}")
-    root = resolve_data_dir(data_dir)
-    samples, images, truths = load_pairs(split_samples(scan_dataset(root), load_split(SPLIT_FILE), split))
+    samples, images, truths = load_split_photos(data_dir, split)
     if not samples:
-        raise DatasetNotFoundError(f"no readable {split} photos in {root}")
+        raise DatasetNotFoundError(f"no readable {split} photos of the dataset")
     rows = [row for name in names for row in _agreement_rows(name, models_dir, images, truths, progress)]
     cpu = f"{machine_description()}; {' '.join(cpu_flags()) or 'no BF16/AMX flags'}"
     table = pd.DataFrame(rows).assign(split=split, cpu=cpu, checked_at=datetime.date.today().isoformat())

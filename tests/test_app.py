@@ -295,17 +295,18 @@ def fake_results(tmp_path, monkeypatch):
     """A small made-up evaluation file (tests only), so the page's charts run on known data."""
     rng = np.random.default_rng(0)
     rows = []
+    base = {"kind": "unet", "split": "test", "height": 10, "width": 20, "infer_ms": 3.0}
     for model in ("net-a", "net-b"):
         for image_id in ("0010001", "0020001", "0030001"):
             for threshold in (0.25, 0.5, 0.75):
                 tp, fp, fn = (int(v) for v in rng.integers(1, 50, 3))
-                rows.append(
-                    [model, "unet", image_id, image_id[:3], "test", 10, 20, threshold, tp, fp, fn, 200 - tp - fp - fn]
-                    + [3.0]
-                )
-    rows.append(["flat", "baseline", "0010001", "001", "test", 10, 20, "", 50, 10, 10, 130, 1.0])
+                photo = {"model": model, "image_id": image_id, "species": image_id[:3], "threshold": threshold}
+                rows.append(base | photo | {"tp": tp, "fp": fp, "fn": fn, "tn": 200 - tp - fp - fn})
+    flat = {"model": "flat", "kind": "baseline", "image_id": "0010001", "species": "001", "threshold": ""}
+    rows.append(base | flat | {"tp": 50, "fp": 10, "fn": 10, "tn": 130, "infer_ms": 1.0})
+    # Columns added to the format later (e.g. boundary counts) get zeros.
     eval_path = tmp_path / "eval_test.csv"
-    pd.DataFrame(rows, columns=results.EVAL_COLUMNS).to_csv(eval_path, index=False)
+    pd.DataFrame(rows).reindex(columns=results.EVAL_COLUMNS, fill_value=0).to_csv(eval_path, index=False)
     bench = pd.DataFrame([dict.fromkeys(results.BENCH_COLUMNS, 1.0)]).assign(model="net-a", kind="unet", machine="test")
     bench_path = tmp_path / "bench.csv"
     bench.to_csv(bench_path, index=False)

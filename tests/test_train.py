@@ -50,8 +50,9 @@ def test_committed_recipes_are_the_three_committed_models():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_matches_the_command_in_its_model_card(path):
-    """Retraining from the recipe uses the settings that trained the committed model."""
+    """Retraining from the recipe uses the settings that trained the committed model, and the card says so."""
     card = json.loads((MODELS_DIR / path.stem / CARD_FILE).read_text())
+    assert card.get("recipe_file") == f"recipes/{path.name}"
     from_card = train.parse_args(shlex.split(card["command"])[3:])
     from_recipe = train.parse_args(["--config", str(path)])
     assert from_recipe.name == path.stem
