@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from seg_core import labels, outputs
-from seg_core.analysis import Analysis, age_text, analyse, digest, is_cached, load_warm
+from seg_core.analysis import Analysis, MaskSettings, age_text, analyse, digest, edge_mask, is_cached, load_warm
 from seg_core.catalogue import model_catalogue, sample_label, sample_photos
 from seg_core.data import load_species
-from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError
+from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image
 from seg_core.inference import InferenceOptions, ModelLoadError, Predictor
+from seg_core.matting import Matte, soft_matte
 from seg_core.results import ResultsFormatError, ResultsMissingError, load_bench, load_eval
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ UPLOAD_LIMITS = (
 TENSORFLOW_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on")
 #: How long a setting keeps its value when its widget is not drawn (see the module docstring).
 KEEP = "session"
+#: How runtimes are named to people.
+RUNTIME_NAMES = {"keras": "Keras", "openvino": "OpenVINO", "onnxruntime": "ONNX Runtime", "opencv": "OpenCV"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ PAGES = (
     PageSpec("pages/segment.py", "Segment", ":material/content_cut:"),
     PageSpec("pages/compare.py", "Compare models", ":material/compare:"),
     PageSpec("pages/validation.py", "Validation metrics", ":material/bar_chart:"),
+    PageSpec("pages/robustness.py", "Robustness", ":material/shield:"),
 )
 _IN_APP = contextvars.ContextVar("wingmask_in_app", default=False)
 _TF_IMPORT = threading.Lock()
@@ -181,6 +186,49 @@ def cached_analysis(photo_key: str, model: str, second_look: bool, tta: bool, _d
     return analyse(_data, get_predictor(model), InferenceOptions(second_look=second_look, tta=tta))
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+# The slow, optional steps of the Segment page, cached like the analyses they
+# start from: keyed by what shapes them, the arrays passed unhashed (``_``).
+@st.cache_resource(max_entries=8, ttl="1h", show_spinner="Refining the edges (GrabCut)...")
+def _refined_edge(key: str, _analysis: Analysis, threshold: float) -> np.ndarray:
+    return _read_only(edge_mask(_analysis, MaskSettings(threshold, refine=True)))
+
+
+@st.cache_resource(max_entries=8, ttl="1h", show_spinner="Softening the edges...")
+def _matte(key: str, _image: np.ndarray, _mask: np.ndarray, _prob: np.ndarray) -> Matte:
+    matte = soft_matte(_image, _mask, _prob)
+    _read_only(matte.alpha), _read_only(matte.foreground)
+    return matte
+
+
+def refined_edge(photo: Photo, timed: Timed, threshold: float) -> np.ndarray:
+    """The thresholded mask with its edge redrawn by GrabCut, once per photo, model, options and threshold."""
+    return _refined_edge(_key(photo, timed, threshold), timed.analysis, threshold)
+
+
+def matte(photo: Photo, timed: Timed, settings: MaskSettings, mask: np.ndarray) -> Matte:
+    """The soft-edged matte of ``mask`` (made from ``photo`` at ``settings``), once per photo, model and settings."""
+    return _matte(_key(photo, timed, settings), timed.analysis.image, mask, timed.analysis.prob)
+
+
+def _key(photo: Photo, timed: Timed, *shaping: object) -> str:
+    return repr((photo.key, timed.model, timed.analysis.options, *shaping))
+
+
+@st.cache_resource(max_entries=4, ttl="1h", show_spinner=False)
+def _background(key: str, _data: bytes) -> np.ndarray:
+    return _read_only(load_image(_data))
+
+
+def background_picture(data: bytes) -> np.ndarray:
+    """An uploaded background image, decoded once (raises InvalidImageError)."""
+    return _background(digest(data), data)
+
+
 @st.cache_data(show_spinner=False)
 def species() -> dict[str, dict[str, str]]:
     """Species code -> names, from the committed models/species.json."""
@@ -265,6 +313,7 @@ class Timed:
     analysis: Analysis
     cached: bool
     age_s: float
+    model: str = ""
 
     @property
     def note(self) -> str:
@@ -284,14 +333,23 @@ class Timed:
         options = self.analysis.options
         extras = [name for name, on in (("second look", options.second_look), ("TTA", options.tta)) if on]
         steps = ", ".join(["preprocessing", "network", *extras, "resizing to full size"])
-        return f"Model time: {predictor.name} on this photo ({steps}); {when}."
+        return f"Model time: {predictor.name}{runtime_text(predictor)} on this photo ({steps}); {when}."
+
+
+def runtime_text(predictor: Predictor) -> str:
+    """`` on OpenVINO BF16``-style words for the runtime a loaded U-Net runs on; empty for baselines."""
+    info = predictor.info()
+    if not info.get("runtime"):
+        return ""
+    precision = str(info.get("precision") or "").upper()
+    return f" on {RUNTIME_NAMES.get(info['runtime'], info['runtime'])} {precision}".rstrip()
 
 
 def analysis(photo: Photo, model: str, options: InferenceOptions) -> Timed:
     """The cached decode-and-predict result of ``photo`` through ``model`` with ``options``."""
     asked_at = time.time()
     result = cached_analysis(photo.key, model, options.second_look, options.tta, photo.data)
-    return Timed(result, is_cached(result, asked_at), time.time() - result.measured_at)
+    return Timed(result, is_cached(result, asked_at), time.time() - result.measured_at, model)
 
 
 def _uploads(label: str, key: str, multiple: bool, help_text: str) -> list:

@@ -33,13 +33,22 @@ for column, (path, blurb) in zip(st.columns(len(LINKS)), LINKS.items(), strict=T
 st.subheader("Available models", anchor=False)
 evaluation = ui_common.eval_results(EVAL_TEST_FILE, "test scores")
 bench = ui_common.bench_results(BENCH_FILE, "latencies")
-if bench is not None and "default" in bench.columns:
-    bench = bench[bench["default"]]  # the runtime and precision the app itself uses
+# One row per model: model_table takes each model's default runtime and precision from the benchmark.
 table = model_table(ui_common.catalogue(), evaluation, bench, threshold=0.5, mode=PER_IMAGE)
 st.dataframe(
     table,
     hide_index=True,
-    column_order=["model", "kind", "iou", "dice", "latency_median_ms", "parameters", "file_mb"],
+    column_order=[
+        "model",
+        "kind",
+        "iou",
+        "dice",
+        "runtime",
+        "precision",
+        "latency_median_ms",
+        "parameters",
+        "file_mb",
+    ],
     column_config=ui_common.COLUMNS,
 )
 notes = []
@@ -48,7 +57,12 @@ if evaluation is not None:
     notes.append(f"IoU and Dice: butterfly class, mean over the {photos} test photos at threshold 0.5.")
 if bench is not None:
     machines = ", ".join(sorted(bench["machine"].dropna().astype(str).unique()))
-    notes.append(f"Latency: median time for one photo, measured on {machines}.")
+    notes.append(
+        f"Runtime and precision: the ones the app picks for each model (the fastest installed runtime, at the "
+        f"lowest precision verified to give the same masks), and latency: their median time for one photo, both "
+        f"on {machines}. The Segment page names the runtime behind each of its results on this server; "
+        "Validation metrics times every runtime."
+    )
 if notes:
     st.caption(" ".join(notes))
 with st.expander("How each model was made"):

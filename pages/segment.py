@@ -1,18 +1,35 @@
-"""Segment page: photos in, masks and cut-outs out, with optional scoring."""
+"""Segment page: photos in; masks, cut-outs, measurements and COCO annotations out, with optional scoring."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import PurePath
 
+import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core import labels, outputs
-from seg_core.analysis import MaskSettings, Outcome, finish, views
+from seg_core import annotations, labels, outputs
+from seg_core.analysis import Look, MaskSettings, Outcome, before_after, finish, views
+from seg_core.cutout import BLUR, DEFAULT_MARGIN, FORMATS, TRANSPARENT, Background, parse_background
+from seg_core.imaging import InvalidImageError
 from seg_core.inference import InferenceOptions, ModelLoadError, Predictor, available_predictors
-from seg_core.postprocess import foreground_fraction
+from seg_core.matting import Matte
+from seg_core.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction
+from seg_core.predict import OutputOptions, cutout_bytes, mask_bytes
 
 ui_common.require_app_navigation()
+
+#: Clean-up choices: the CLI's ``--clean`` steps they stand for, and what people read.
+CLEANUPS = {
+    "tidy": f"Tidy: drop regions under {MIN_REGION_FRACTION:.0%} of the largest, fill small holes",
+    "largest": "Largest region only",
+    "none": "None: the network's mask as it is",
+}
+BACKGROUNDS = {TRANSPARENT: "Transparent", "colour": "Colour", BLUR: "Blurred photo", "image": "Image"}
+MIME = {"png": "image/png", "webp": "image/webp"}
+MM_FIELDS = ("area_mm2", "wingspan_mm")
 
 
 @dataclass(frozen=True)
@@ -22,18 +39,26 @@ class Settings:
     predictor: Predictor
     mask: MaskSettings
     options: InferenceOptions
+    output: OutputOptions
+    pixels_per_mm: float | None = None
+    polygons: bool = False
 
 
 @dataclass(frozen=True)
 class Result:
-    """One photo's outcome at the current settings, and its model time's provenance."""
+    """One photo's outcome at the current settings, its model time's provenance, and its matte if any."""
 
     outcome: Outcome
     timed: ui_common.Timed
+    matte: Matte | None = None
+
+    def look(self, output: OutputOptions) -> Look:
+        """How this photo's cut-out is made, for the pictures on screen."""
+        return Look(output.background, output.crop, output.square, self.matte)
 
 
-def settings_panel() -> Settings:
-    """Model, threshold, clean-up and inference switches, on the page itself (usable on a phone)."""
+def settings_panel() -> tuple[Predictor, float, InferenceOptions]:
+    """Model, threshold and inference switches, on the page itself (usable on a phone)."""
     model = st.selectbox("Model", available_predictors(), key="seg_model", persist_state=ui_common.KEEP)
     try:
         predictor = ui_common.get_predictor(model)
@@ -49,16 +74,117 @@ def settings_panel() -> Settings:
         "Moving it does not run the model again.",
     )
     with st.expander("More settings"):
-        largest = st.checkbox("Keep only the largest region", key="seg_largest", persist_state=ui_common.KEEP)
-        holes = st.checkbox("Fill holes", key="seg_holes", persist_state=ui_common.KEEP)
         options = ui_common.inference_options("seg")
-    return Settings(predictor, MaskSettings(threshold, largest, holes), options)
+    return predictor, threshold, options
+
+
+def background_choice() -> Background:
+    """Transparent, a colour, the photo blurred, or an uploaded image (transparent until one is given)."""
+    kind = st.radio(
+        "Background",
+        list(BACKGROUNDS),
+        format_func=BACKGROUNDS.get,
+        horizontal=True,
+        key="seg_background",
+        persist_state=ui_common.KEEP,
+    )
+    if kind == "colour":
+        return parse_background(
+            st.color_picker("Background colour", "#FFFFFF", key="seg_bg_colour", persist_state=ui_common.KEEP)
+        )
+    if kind != "image":
+        return kind
+    upload = st.file_uploader("Background image", type=ui_common.UPLOAD_TYPES, key="seg_bg_image")
+    if upload is None:
+        st.caption("Upload an image to put behind the butterfly; until then the cut-out stays transparent.")
+        return TRANSPARENT
+    try:
+        return ui_common.background_picture(upload.getvalue())
+    except InvalidImageError as exc:
+        st.error(f"**{upload.name}** cannot be used as a background: {exc}. The cut-out stays transparent.")
+        return TRANSPARENT
+
+
+def output_panel(threshold: float) -> tuple[MaskSettings, OutputOptions, float | None, bool]:
+    """Every output option in one place: clean-up and edges, the cut-out, measurements and annotations.
+
+    The slow options (refine, soft edges) run only while they are on, and their
+    results are cached per photo and settings, as the model's are.
+    """
+    mask_tab, cutout_tab, export_tab = st.tabs(["Clean-up and edges", "Cut-out", "Measure and export"])
+    with mask_tab:
+        cleanup = st.radio(
+            "Clean-up",
+            list(CLEANUPS),
+            format_func=CLEANUPS.get,
+            key="seg_cleanup",
+            persist_state=ui_common.KEEP,
+            help=f"Tidy keeps every butterfly and drops scale bars, labels and specks; holes under "
+            f"{MAX_HOLE_FRACTION:.0%} of the largest region are filled. What a clean-up removes is tinted blue "
+            "on the overlay.",
+        )
+        holes = st.checkbox("Fill every hole", key="seg_holes", persist_state=ui_common.KEEP)
+        refine = st.toggle(
+            "Refine edges (GrabCut, slower)",
+            key="seg_refine",
+            persist_state=ui_common.KEEP,
+            help="Redraw the mask's edge at the photo's full resolution from the photo's colours, in a band "
+            "where the network is unsure. Takes a second or more per photo.",
+        )
+    with cutout_tab:
+        soft = st.toggle(
+            "Soft edges",
+            key="seg_soft",
+            persist_state=ui_common.KEEP,
+            help="An alpha matte at full resolution with the background's colour removed from the edge, so "
+            "no fringe shows on a new background. Takes a moment per photo.",
+        )
+        background = background_choice()
+        crop = st.toggle(
+            f"Crop to the butterflies ({DEFAULT_MARGIN:.0%} margin)", key="seg_crop", persist_state=ui_common.KEEP
+        )
+        square = st.checkbox("Square crop", key="seg_square", persist_state=ui_common.KEEP, disabled=not crop)
+        fmt = st.radio(
+            "Cut-out format",
+            FORMATS,
+            format_func=str.upper,
+            horizontal=True,
+            key="seg_format",
+            persist_state=ui_common.KEEP,
+            help="WebP files are smaller (lossy colour, lossless transparency). Masks are always PNG.",
+        )
+    with export_tab:
+        scale = st.number_input(
+            "Scale (pixels per mm)",
+            min_value=0.001,
+            value=None,
+            format="%.3f",
+            placeholder="unknown: sizes in pixels only",
+            key="seg_ppmm",
+            persist_state=ui_common.KEEP,
+            help="Measure a ruler or scale bar in the photo: its length in pixels divided by its length in mm.",
+        )
+        polygons = st.checkbox(
+            "COCO polygons instead of RLE masks",
+            key="seg_polygons",
+            persist_state=ui_common.KEEP,
+            help="Regions with holes keep an RLE mask, since COCO polygons cannot hold holes.",
+        )
+    mask = MaskSettings(threshold, largest=cleanup == "largest", holes=holes, tidy=cleanup == "tidy", refine=refine)
+    output = OutputOptions(refine, soft, background, crop, crop and square, fmt)
+    return mask, output, scale, polygons
 
 
 def process(photo: ui_common.Photo, settings: Settings) -> Result:
-    """Analyse (cached: the network runs once per photo, model and options), then threshold, clean and score."""
+    """Analyse (cached: the network runs once per photo, model and options), then threshold, clean and score.
+
+    Refined edges and soft-edged mattes are made only when asked for, and cached.
+    """
     timed = ui_common.analysis(photo, settings.predictor.name, settings.options)
-    return Result(finish(timed.analysis, settings.mask, photo.truth), timed)
+    edge = ui_common.refined_edge(photo, timed, settings.mask.threshold) if settings.mask.refine else None
+    outcome = finish(timed.analysis, settings.mask, photo.truth, edge)
+    matte = ui_common.matte(photo, timed, settings.mask, outcome.mask) if settings.output.soft_edges else None
+    return Result(outcome, timed, matte)
 
 
 def figures(result: Result, photo: ui_common.Photo, predictor: Predictor) -> None:
@@ -78,63 +204,150 @@ def figures(result: Result, photo: ui_common.Photo, predictor: Predictor) -> Non
         st.warning(f"Ground truth {photo.truth_name}: {result.outcome.truth_error}.")
 
 
-def pictures(outcome: Outcome) -> None:
-    """Original, mask, overlay and cut-out, two to a row (one on a phone)."""
+def pictures(result: Result, output: OutputOptions) -> None:
+    """Original, mask, overlay (with what the clean-up removed) and cut-out, two to a row (one on a phone)."""
+    outcome = result.outcome
     image, mask = outcome.analysis.image, outcome.mask
-    shown = views(image, mask)
-    small = next(iter(shown.values()))
+    shown = views(image, mask, outcome.removed, result.look(output))
+    small = shown["Original"]
     if small.shape[:2] != mask.shape:
         st.caption(f"Shown at {small.shape[1]}x{small.shape[0]}; the downloads are full size.")
     items = list(shown.items())
     for start in range(0, len(items), 2):
         for column, (caption, picture) in zip(st.columns(2), items[start : start + 2], strict=True):
             column.image(picture, caption=caption, width="stretch")
+    if outcome.removed is not None and outcome.removed.any():
+        share = foreground_fraction(outcome.removed)
+        st.caption(f"The clean-up removed {share:.2%} of the photo's pixels from the mask: tinted blue on the overlay.")
 
 
-def downloads(outcome: Outcome, names: tuple[str, str], index: int) -> None:
-    """The files a user can take away for one photo."""
-    image, mask = outcome.analysis.image, outcome.mask
+@st.fragment
+def comparison(result: Result, output: OutputOptions, index: int) -> None:
+    """The photo and its cut-out in one picture, split where the slider says (reruns only this part)."""
+    position = st.slider(
+        "Photo ← → cut-out",
+        0,
+        100,
+        50,
+        format="%d%%",
+        key=f"seg_split_{index}",
+        help="The photo is shown left of the line, the cut-out right of it.",
+    )
+    outcome = result.outcome
+    picture = before_after(outcome.analysis.image, outcome.mask, result.look(output), position / 100)
+    st.image(picture, caption="Before / after", width="stretch")
+
+
+def measurements(outcome: Outcome, pixels_per_mm: float | None) -> None:
+    """Area, bounding box and wingspan of each butterfly (connected region), in mm when the scale is known."""
+    rows = [m.as_row() for m in annotations.measure(outcome.mask, pixels_per_mm)]
+    if not rows:
+        st.caption("No butterfly in the mask, so nothing to measure.")
+        return
+    table = pd.DataFrame(rows, columns=annotations.MEASUREMENT_FIELDS)
+    if pixels_per_mm is None:
+        table = table.drop(columns=list(MM_FIELDS))
+    st.dataframe(table, hide_index=True, column_config=ui_common.COLUMNS)
+    scale = "Give a scale under **Measure and export** for sizes in mm." if pixels_per_mm is None else ""
+    st.caption(f"One row per butterfly (connected region of the mask). Wingspan: extent along its main axis. {scale}")
+
+
+def cutout_name(names: tuple[str, str], fmt: str) -> str:
+    """The cut-out's file name in the chosen format, as the batch CLI names it."""
+    return str(PurePath(names[1]).with_suffix(f".{fmt}"))
+
+
+def photo_files(result: Result, names: tuple[str, str], output: OutputOptions) -> list[tuple[str, bytes]]:
+    """(file name, content) of one photo's mask and cut-out, made by the batch CLI's own functions."""
+    outcome = result.outcome
+    image, mask, prob = outcome.analysis.image, outcome.mask, outcome.analysis.prob
+    return [
+        (names[0], mask_bytes(mask, prob)),
+        (cutout_name(names, output.fmt), cutout_bytes(image, mask, prob, output, result.matte)),
+    ]
+
+
+def downloads(result: Result, names: tuple[str, str], output: OutputOptions, index: int) -> None:
+    """The files a user can take away for one photo, encoded at full size only when asked for."""
+    outcome = result.outcome
+    image, mask, prob = outcome.analysis.image, outcome.mask, outcome.analysis.prob
     files = [
-        ("Mask PNG", lambda: outputs.mask_png(mask), names[0]),
-        ("Cut-out PNG", lambda: outputs.cutout_png(image, mask), names[1]),
+        ("Mask PNG", lambda: mask_bytes(mask, prob), names[0], MIME["png"]),
+        (
+            f"Cut-out {output.fmt.upper()}",
+            lambda: cutout_bytes(image, mask, prob, output, result.matte),
+            cutout_name(names, output.fmt),
+            MIME[output.fmt],
+        ),
     ]
     with st.container(horizontal=True):
-        for label, data, file_name in files:
+        for label, data, file_name, mime in files:
             st.download_button(
                 label,
                 data=data,
                 file_name=file_name,
-                mime="image/png",
+                mime=mime,
                 on_click="ignore",
-                key=f"{file_name}_{index}",
+                key=f"{names[0]}_{label}_{index}",
                 icon=":material/download:",
             )
 
 
-def batch_download(done: list[tuple[tuple[str, str], Outcome]]) -> None:
-    """One ZIP with every segmented photo's mask and cut-out."""
-    st.download_button(
-        "Download all masks and cut-outs (ZIP)",
-        data=lambda: outputs.batch_zip([(names, o.analysis.image, o.mask) for names, o in done]),
-        file_name="wingmask.zip",
-        mime="application/zip",
-        on_click="ignore",
-        key="zip",
-        type="primary",
-        icon=":material/folder_zip:",
-    )
+def coco_json(done: list[tuple[ui_common.Photo, Result]], polygons: bool) -> str:
+    """One COCO instances file for the photos on the page, built as ``seg_core.predict --coco`` builds it."""
+    builder = annotations.CocoBuilder()
+    for photo, result in done:
+        mask = result.outcome.mask
+        found = annotations.instances(mask, result.outcome.analysis.prob, with_polygons=polygons)
+        builder.add_image(photo.name, mask.shape[1], mask.shape[0], found)
+    return json.dumps(builder.to_dict())
+
+
+def batch_downloads(
+    done: list[tuple[ui_common.Photo, tuple[str, str], Result]], settings: Settings, batch: bool
+) -> None:
+    """A ZIP of every segmented photo's files (for a batch) and one COCO file for all of them."""
+    with st.container(horizontal=True):
+        if batch:
+            st.download_button(
+                "Download all masks and cut-outs (ZIP)",
+                data=lambda: outputs.zip_files(
+                    [file for _, names, r in done for file in photo_files(r, names, settings.output)]
+                ),
+                file_name="wingmask.zip",
+                mime="application/zip",
+                on_click="ignore",
+                key="zip",
+                type="primary",
+                icon=":material/folder_zip:",
+            )
+        st.download_button(
+            "COCO annotations (JSON)",
+            data=lambda: coco_json([(p, r) for p, _, r in done], settings.polygons),
+            file_name="annotations.json",
+            mime="application/json",
+            on_click="ignore",
+            key="coco",
+            icon=":material/data_object:",
+            help="One butterfly per connected region, with its mask (RLE or polygons), box, area and score; "
+            "CVAT, Label Studio and FiftyOne import it.",
+        )
 
 
 st.title("Segment photos")
 st.write(
-    "Pick a sample or upload photos to get the butterfly's mask at the photo's own resolution, "
-    "an overlay and a cut-out on a transparent background."
+    "Pick a sample or upload photos to get each butterfly's mask at the photo's own resolution, an overlay, "
+    "a cut-out on the background of your choice, measurements and COCO annotations."
 )
 left, right = st.columns([3, 2], gap="large")
 with left:
     photos = ui_common.photo_picker("seg", multiple=True)
-with right, st.container(border=True):
-    settings = settings_panel()
+with right:
+    with st.container(border=True):
+        predictor, threshold, options = settings_panel()
+    with st.container(border=True):
+        mask_settings, output, pixels_per_mm, polygons = output_panel(threshold)
+settings = Settings(predictor, mask_settings, options, output, pixels_per_mm, polygons)
 
 if not photos:
     st.info("Upload one or more photos, or choose **Sample photo**, to see masks here.")
@@ -153,12 +366,12 @@ if progress is not None:
     progress.empty()
 
 names = outputs.output_names([photo.name for photo in photos])
-done = [(n, r.outcome) for n, r in zip(names, results, strict=True) if isinstance(r, Result)]
+done = [(p, n, r) for p, n, r in zip(photos, names, results, strict=True) if isinstance(r, Result)]
 if len(photos) > 1:
     at = "(yes/no per pixel)" if settings.predictor.binary_only else f"at threshold {settings.mask.threshold:.2f}"
     st.write(f"**{len(done)} of {len(photos)} photos segmented** with {settings.predictor.name} {at}.")
-    if done:
-        batch_download(done)
+if done:
+    batch_downloads(done, settings, batch=len(photos) > 1)
 
 for index, (photo, result, photo_names) in enumerate(zip(photos, results, names, strict=True)):
     st.divider()
@@ -167,5 +380,12 @@ for index, (photo, result, photo_names) in enumerate(zip(photos, results, names,
         ui_common.show_problem(photo.name, result)
         continue
     figures(result, photo, settings.predictor)
-    pictures(result.outcome)
-    downloads(result.outcome, photo_names, index)
+    pictures(result, settings.output)
+    # Opened on demand: their work (a full-size measurement, a second cut-out) is not on the default path.
+    with st.expander("Measurements", key=f"seg_measure_{index}", on_change="rerun") as box:
+        if box.open:
+            measurements(result.outcome, settings.pixels_per_mm)
+    with st.expander("Before / after", key=f"seg_before_after_{index}", on_change="rerun") as box:
+        if box.open:
+            comparison(result, settings.output, index)
+    downloads(result, photo_names, settings.output, index)

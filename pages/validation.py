@@ -28,6 +28,7 @@ BENCH_SHOWN = [
     "model",
     "runtime",
     "precision",
+    "default",
     "latency_median_ms",
     "latency_p95_ms",
     "throughput_batch8_ips",
@@ -273,6 +274,13 @@ def scores_section(evaluation: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, 
     return rows, chosen, threshold
 
 
+def latency_label(row, bench: pd.DataFrame) -> str:
+    """A latency row's name: model, runtime and precision, "(in use)" marking the app's pick among several."""
+    precision = "" if row.precision in ("-", "") else f" {row.precision}"
+    several = int((bench["model"] == row.model).sum()) > 1
+    return f"{row.model} · {row.runtime}{precision}" + (" (in use)" if several and row.default else "")
+
+
 def latency_section() -> None:
     """Benchmark chart and table; independent of the models chosen above."""
     st.subheader("Latency", anchor=False)
@@ -280,9 +288,8 @@ def latency_section() -> None:
     if bench is None:
         return
     bars = bench
-    if bench["model"].duplicated().any() and {"runtime", "precision"} <= set(bench.columns):
-        # One model timed under several runtimes: each bar names its runtime and precision.
-        bars = bench.assign(model=bench["model"] + " · " + bench["runtime"] + " " + bench["precision"])
+    if bench["model"].duplicated().any() and {"runtime", "precision", "default"} <= set(bench.columns):
+        bars = bench.assign(model=[latency_label(row, bench) for row in bench.itertuples()])
     st.altair_chart(latency_chart(results.latency_long(bars)), width="stretch")
     st.dataframe(
         bench[[c for c in BENCH_SHOWN if c in bench.columns]],

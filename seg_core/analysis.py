@@ -3,9 +3,13 @@
 The steps are split by cost. :func:`analyse` decodes the photo and runs the
 model once (the dashboard caches its result per photo, model and options);
 :func:`finish` thresholds, cleans and scores that probability map at the
-current settings, cheap enough to redo on every slider move; :func:`views`
-makes the pictures that are shown. :mod:`seg_core.memcheck` calls the same
-three functions, so it measures the Segment page's own code path.
+current settings, cheap enough to redo on every slider move (unless edges are
+refined: :func:`edge_mask` is the slow part, which the dashboard caches);
+:func:`views` makes the pictures that are shown, and :func:`before_after` the
+photo and its cut-out joined at a slider's position. :mod:`seg_core.memcheck`
+calls the same functions, so it measures the Segment page's own code path.
+The files a user downloads are made by the batch CLI's own functions
+(:func:`seg_core.predict.mask_bytes`, :func:`seg_core.predict.cutout_bytes`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,28 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from seg_core.cutout import DEFAULT_MARGIN, TRANSPARENT, Background, compose, crop, crop_box
 from seg_core.imaging import ImageSource, InvalidImageError, check_same_size, load_image, load_mask
 from seg_core.inference import InferenceOptions, Predictor, load_predictor, threshold_mask
+from seg_core.matting import Matte
 from seg_core.metrics import all_metrics, confusion
-from seg_core.postprocess import clean_mask, cutout, display_copy, mask_image, on_checkerboard, overlay
+from seg_core.postprocess import (
+    DISPLAY_MAX_SIDE,
+    clean_mask,
+    cutout,
+    display_copy,
+    mask_image,
+    on_checkerboard,
+    overlay,
+    removed_pixels,
+)
+from seg_core.refine import refine_edges
+
+#: Colour of the line where the before/after picture joins the photo and the cut-out.
+SPLIT_LINE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -113,15 +133,23 @@ def load_truth(source: ImageSource, image: np.ndarray) -> np.ndarray:
 class MaskSettings:
     """How a probability map becomes the final mask.
 
+    The steps run in the batch CLI's order: threshold, refine, then the
+    clean-up (:func:`seg_core.postprocess.clean_mask`: tidy, largest, holes).
+
     Attributes:
         threshold: probability at or above which a pixel is butterfly.
         largest: keep only the largest connected region.
         holes: fill holes inside the butterfly.
+        tidy: drop regions much smaller than the largest and fill small holes
+            (the CLI's default clean-up, which keeps several butterflies).
+        refine: redraw the edge with GrabCut at full resolution (slow).
     """
 
     threshold: float = 0.5
     largest: bool = False
     holes: bool = False
+    tidy: bool = False
+    refine: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,42 +162,160 @@ class Outcome:
         scores: every metric of :data:`seg_core.metrics.METRICS` against the
             ground truth, or None without a usable one.
         truth_error: why a given ground truth could not be used, if it could not.
+        removed: boolean mask of the pixels the clean-up took away (a scale
+            bar, specks), all False when it removed nothing.
     """
 
     analysis: Analysis
     mask: np.ndarray
     scores: dict[str, float] | None = None
     truth_error: InvalidImageError | None = None
+    removed: np.ndarray | None = None
 
 
-def finish(analysis: Analysis, settings: MaskSettings, truth: ImageSource | None = None) -> Outcome:
-    """Threshold, clean and (given a ground-truth mask) score one analysed photo.
+def edge_mask(analysis: Analysis, settings: MaskSettings) -> np.ndarray:
+    """The thresholded mask before clean-up, its edge redrawn by GrabCut when ``settings.refine``.
+
+    With ``refine`` this is the slow step (GrabCut at full resolution), so the
+    dashboard caches it and hands it to :func:`finish`.
+    """
+    mask = threshold_mask(analysis.prob, settings.threshold)
+    return refine_edges(analysis.image, mask, analysis.prob) if settings.refine else mask
+
+
+def finish(
+    analysis: Analysis, settings: MaskSettings, truth: ImageSource | None = None, edge: np.ndarray | None = None
+) -> Outcome:
+    """Threshold, refine, clean and (given a ground-truth mask) score one analysed photo.
 
     A ground truth that cannot be used is reported in the outcome rather than
     raised, because the photo itself still has its mask.
+
+    Args:
+        analysis: the decoded photo and its probability map.
+        settings: threshold, refine and clean-up.
+        truth: a ground-truth mask to score against, or None.
+        edge: :func:`edge_mask` of the same analysis and settings when already
+            at hand (e.g. cached), so a refined edge is not computed again.
     """
-    mask = clean_mask(
-        threshold_mask(analysis.prob, settings.threshold), largest_region=settings.largest, holes=settings.holes
-    )
+    raw = edge_mask(analysis, settings) if edge is None else edge
+    mask = clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)
+    removed = removed_pixels(raw, mask)
     if truth is None:
-        return Outcome(analysis, mask)
+        return Outcome(analysis, mask, removed=removed)
     try:
         scores = all_metrics(confusion(mask, load_truth(truth, analysis.image)))
     except InvalidImageError as exc:
-        return Outcome(analysis, mask, truth_error=exc)
-    return Outcome(analysis, mask, scores)
+        return Outcome(analysis, mask, truth_error=exc, removed=removed)
+    return Outcome(analysis, mask, scores, removed=removed)
 
 
-def views(image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """The pictures shown for a photo, at display size (huge photos are shrunk; downloads are not).
+@dataclass(frozen=True)
+class Look:
+    """How a cut-out is made beyond its mask; downloads apply the same at full size.
+
+    Attributes:
+        background: ``"transparent"``, ``"blur"``, an RGB tuple or an RGB image
+            (see :func:`seg_core.cutout.compose`).
+        crop: crop to all butterflies with :data:`seg_core.cutout.DEFAULT_MARGIN`.
+        square: make that crop square (implies ``crop``).
+        matte: soft edges (:func:`seg_core.matting.soft_matte` of the same mask), or None for hard ones.
+    """
+
+    background: Background = TRANSPARENT
+    crop: bool = False
+    square: bool = False
+    matte: Matte | None = None
+
+    @property
+    def plain(self) -> bool:
+        """True for the hard-edged, uncropped cut-out on a transparent background."""
+        transparent = isinstance(self.background, str) and self.background == TRANSPARENT
+        return transparent and self.matte is None and not (self.crop or self.square)
+
+
+def _shrink(picture: np.ndarray, max_side: int) -> np.ndarray:
+    """A copy whose longer side is at most ``max_side``: masks by nearest pixel, the rest by area."""
+    height, width = picture.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return picture
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if picture.dtype == bool:
+        return cv2.resize(picture.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+
+
+def cutout_pair(
+    image: np.ndarray, mask: np.ndarray, look: Look, max_side: int = DISPLAY_MAX_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo and its cut-out as shown: cropped alike, then shrunk for display.
+
+    The crop is taken at full resolution, so a small butterfly cropped out of
+    a huge photo is still shown sharp. Transparency is shown on a checkerboard.
 
     Returns:
-        Caption -> picture: the original, the mask, the overlay and the cut-out on a checkerboard.
+        (photo, cut-out), both RGB uint8 of the same size.
+    """
+    alpha = mask if look.matte is None else look.matte.alpha
+    foreground = None if look.matte is None else look.matte.foreground
+    box = crop_box(alpha, DEFAULT_MARGIN, look.square) if look.crop or look.square else None
+    if box is not None:
+        if foreground is not None:
+            foreground, _ = crop(foreground, alpha, box)
+        image, alpha = crop(image, alpha, box)
+    small_image, small_alpha = _shrink(image, max_side), _shrink(alpha, max_side)
+    small_foreground = None if foreground is None else _shrink(foreground, max_side)
+    picture = compose(small_image, small_alpha, look.background, small_foreground)
+    return small_image, on_checkerboard(picture) if picture.shape[2] == 4 else picture
+
+
+def views(
+    image: np.ndarray, mask: np.ndarray, removed: np.ndarray | None = None, look: Look | None = None
+) -> dict[str, np.ndarray]:
+    """The pictures shown for a photo, at display size (huge photos are shrunk; downloads are not).
+
+    Args:
+        image: the RGB photo.
+        mask: its final boolean mask.
+        removed: pixels the clean-up took away, tinted on the overlay
+            (:data:`seg_core.postprocess.REMOVED_COLOUR`); None to show none.
+        look: how the cut-out is made; None for the plain transparent one.
+
+    Returns:
+        Caption -> picture: the original, the mask, the overlay and the cut-out
+        (transparency on a checkerboard).
     """
     small_image, small_mask = display_copy(image, mask)
+    small_removed = None if removed is None else _shrink(np.asarray(removed, dtype=bool), DISPLAY_MAX_SIDE)
+    if look is None or look.plain:
+        shown_cutout = on_checkerboard(cutout(small_image, small_mask))
+    else:
+        shown_cutout = cutout_pair(image, mask, look)[1]
     return {
         "Original": small_image,
         "Mask": mask_image(small_mask),
-        "Overlay": overlay(small_image, small_mask),
-        "Cut-out": on_checkerboard(cutout(small_image, small_mask)),
+        "Overlay": overlay(small_image, small_mask, removed=small_removed),
+        "Cut-out": shown_cutout,
     }
+
+
+def before_after(image: np.ndarray, mask: np.ndarray, look: Look, position: float) -> np.ndarray:
+    """The photo left of ``position`` and its cut-out right of it, with a line between, at display size.
+
+    Args:
+        image: the RGB photo.
+        mask: its final boolean mask.
+        look: how the cut-out is made (the photo is cropped the same way).
+        position: where the two meet, as a fraction of the width in [0, 1].
+    """
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position must be in [0, 1], got {position}")
+    before, after = cutout_pair(image, mask, look)
+    width = before.shape[1]
+    split = round(position * width)
+    out = after.copy()
+    out[:, :split] = before[:, :split]
+    line = max(1, round(width / 400))
+    out[:, max(0, split - line) : min(width, split + line)] = SPLIT_LINE
+    return out

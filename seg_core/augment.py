@@ -55,22 +55,26 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (10, 70)
 
     @classmethod
-    def robust(cls) -> AugmentConfig:
-        """The recipe for photos as people take them (unet-best, unet-light)."""
-        return cls(
-            min_area=0.35,
-            rotate90=True,
-            p_small=0.25,
-            p_several=0.12,
-            p_sheet=0.06,
-            p_blur=0.35,
-            p_motion=0.08,
-            p_exposure=0.4,
-            p_cast=0.25,
-            p_grey=0.12,
-            p_noise=0.25,
-            p_jpeg=0.25,
-        )
+    def robust(cls, strength: float = 1.0) -> AugmentConfig:
+        """The recipe for photos as people take them (unet-best, unet-light).
+
+        ``strength`` scales every transform's chance: below 1, more samples stay
+        close to ordinary photos (a second stage uses it to win back accuracy on
+        them without forgetting the rest).
+        """
+        chances = {
+            "p_small": 0.25,
+            "p_several": 0.12,
+            "p_sheet": 0.06,
+            "p_blur": 0.35,
+            "p_motion": 0.08,
+            "p_exposure": 0.4,
+            "p_cast": 0.25,
+            "p_grey": 0.12,
+            "p_noise": 0.25,
+            "p_jpeg": 0.25,
+        }
+        return cls(min_area=0.35, rotate90=True, **{k: v * strength for k, v in chances.items()})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -66,6 +66,19 @@ def eval_path(out_dir: str | os.PathLike, split: str) -> Path:
     return Path(out_dir) / f"eval_{split}.csv"
 
 
+def _sweep_inputs(prob, truth, thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (probabilities, boolean truth, thresholds in the probabilities' float type)."""
+    prob = np.asarray(prob)
+    truth = np.asarray(truth, dtype=bool)
+    if prob.shape != truth.shape:
+        raise ValueError(f"probability and mask shapes differ: {prob.shape} vs {truth.shape}")
+    dtype = prob.dtype if np.issubdtype(prob.dtype, np.floating) else np.float64
+    levels = np.asarray(thresholds, dtype=dtype)
+    if levels.ndim != 1 or np.any(np.diff(levels) <= 0):
+        raise ValueError(f"thresholds must be strictly increasing, got {list(thresholds)}")
+    return prob, truth, levels
+
+
 def sweep_counts(prob: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> list[Confusion]:
     """Confusion counts of ``prob >= t`` against ``truth`` for every threshold ``t``, in one pass.
 
@@ -85,14 +98,7 @@ def sweep_counts(prob: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> 
     Raises:
         ValueError: shapes differ, or thresholds are not strictly increasing.
     """
-    prob = np.asarray(prob)
-    truth = np.asarray(truth, dtype=bool)
-    if prob.shape != truth.shape:
-        raise ValueError(f"probability and mask shapes differ: {prob.shape} vs {truth.shape}")
-    dtype = prob.dtype if np.issubdtype(prob.dtype, np.floating) else np.float64
-    levels = np.asarray(thresholds, dtype=dtype)
-    if levels.ndim != 1 or np.any(np.diff(levels) <= 0):
-        raise ValueError(f"thresholds must be strictly increasing, got {list(thresholds)}")
+    prob, truth, levels = _sweep_inputs(prob, truth, thresholds)
     reached = np.searchsorted(levels, prob.ravel(), side="right")
     reached[np.isnan(prob.ravel())] = 0  # NaN >= t is False for every t
     flat_truth = truth.ravel()
@@ -126,14 +132,7 @@ def sweep_boundary_counts(prob: np.ndarray, truth: np.ndarray, thresholds=THRESH
     Raises:
         ValueError: shapes differ, or thresholds are not strictly increasing.
     """
-    prob = np.asarray(prob)
-    truth = np.asarray(truth, dtype=bool)
-    if prob.shape != truth.shape:
-        raise ValueError(f"probability and mask shapes differ: {prob.shape} vs {truth.shape}")
-    dtype = prob.dtype if np.issubdtype(prob.dtype, np.floating) else np.float64
-    levels = np.asarray(thresholds, dtype=dtype)
-    if levels.ndim != 1 or np.any(np.diff(levels) <= 0):
-        raise ValueError(f"thresholds must be strictly increasing, got {list(thresholds)}")
+    prob, truth, levels = _sweep_inputs(prob, truth, thresholds)
     true_band = mask_boundary(truth)
     true_pixels = int(np.count_nonzero(true_band))
     counts: list[BoundaryCounts] = []

@@ -93,6 +93,16 @@ LABELS: dict[str, Label] = {
         "Boundary IoU", _SCORE, help="IoU of the thin bands along each mask's outline: how well the edges agree."
     ),
     "iou_per_image": Label("IoU (mean per photo)", _SCORE, help="Mean of each photo's butterfly IoU."),
+    # Per-butterfly measurements (seg_core.annotations.MEASUREMENT_FIELDS).
+    "butterfly": Label("Butterfly", help="Connected region of the mask, numbered from the top of the photo."),
+    "area_px": Label("Area (px)", grouped=True),
+    "bbox_x": Label("Box left (px)"),
+    "bbox_y": Label("Box top (px)"),
+    "bbox_width": Label("Box width (px)"),
+    "bbox_height": Label("Box height (px)"),
+    "wingspan_px": Label("Wingspan (px)", 1, help="Extent along the region's principal axis, edge to edge."),
+    "area_mm2": Label("Area (mm²)", 1),
+    "wingspan_mm": Label("Wingspan (mm)", 1, help="Extent along the region's principal axis, edge to edge."),
 }
 
 

@@ -98,6 +98,45 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~outside[1:-1, 1:-1]
 
 
+def _window(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of the foreground, or None when there is none.
+
+    Region and hole searches run inside it: everything outside is background
+    joined to the photo's border, so the answers are the same as over the
+    whole photo, at a fraction of the cost on a large photo.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected labels of a non-empty mask and each label's area (0 for the background label)."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    # Labels alone and a bincount cost a fraction of OpenCV's full statistics on a 48-megapixel photo.
+    areas = np.bincount(labels.ravel(), minlength=count)
+    areas[0] = 0
+    return labels, areas
+
+
+def _drop(labels: np.ndarray, areas: np.ndarray, min_fraction: float) -> np.ndarray:
+    keep = areas >= min_fraction * areas.max()
+    keep[0] = False
+    return keep[labels] if not keep[1:].all() else labels > 0
+
+
+def _fill(mask: np.ndarray, limit: float) -> np.ndarray:
+    """``mask`` (a window, see :func:`_window`) with enclosed background regions under ``limit`` pixels filled."""
+    # Background with 4-connectivity, the dual of 8-connected foreground; label 0 is the foreground.
+    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    fill = np.bincount(labels.ravel(), minlength=count) < limit
+    fill[0] = False
+    # Background on the window's edge is joined to the background around it.
+    fill[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
+    return mask | fill[labels] if fill.any() else mask.copy()
+
+
 def drop_small_regions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) -> np.ndarray:
     """Drop 8-connected regions smaller than ``min_fraction`` of the largest one.
 
@@ -115,14 +154,11 @@ def drop_small_regions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTI
     mask = _as_bool_mask(mask)
     if not 0.0 <= min_fraction <= 1.0:
         raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return np.zeros_like(mask)
-    areas = stats[:, cv2.CC_STAT_AREA].copy()
-    areas[0] = 0
-    keep = areas >= min_fraction * areas[1:].max()
-    keep[0] = False
-    return keep[labels]
+    out = np.zeros_like(mask)
+    box = _window(mask)
+    if box is not None:
+        out[box] = _drop(*_regions(mask[box]), min_fraction)
+    return out
 
 
 def fill_small_holes(mask: np.ndarray, max_fraction: float = MAX_HOLE_FRACTION) -> np.ndarray:
@@ -139,18 +175,12 @@ def fill_small_holes(mask: np.ndarray, max_fraction: float = MAX_HOLE_FRACTION) 
         A new boolean mask.
     """
     mask = _as_bool_mask(mask)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return mask.copy()
-    limit = max_fraction * stats[1:, cv2.CC_STAT_AREA].max()
-    # Background with 4-connectivity (the dual of 8-connected foreground), padded so
-    # the outside is one region.
-    padded = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
-    holes, labels, hole_stats, _ = cv2.connectedComponentsWithStats(padded, connectivity=4)
-    fill = hole_stats[:, cv2.CC_STAT_AREA] < limit
-    fill[0] = False
-    fill[labels[0, 0]] = False
-    return mask | fill[labels[1:-1, 1:-1]]
+    out = mask.copy()
+    box = _window(mask)
+    if box is not None:
+        _, areas = _regions(mask[box])
+        out[box] = _fill(mask[box], max_fraction * areas.max())
+    return out
 
 
 def tidy_mask(
@@ -159,8 +189,17 @@ def tidy_mask(
     """The default clean-up: :func:`drop_small_regions`, then :func:`fill_small_holes`.
 
     Keeps several butterflies; use :func:`keep_largest_region` for only one.
+    The two steps share one search for regions (the largest survives the first).
     """
-    return fill_small_holes(drop_small_regions(mask, min_fraction), max_hole_fraction)
+    mask = _as_bool_mask(mask)
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
+    out = np.zeros_like(mask)
+    box = _window(mask)
+    if box is not None:
+        labels, areas = _regions(mask[box])
+        out[box] = _fill(_drop(labels, areas, min_fraction), max_hole_fraction * areas.max())
+    return out
 
 
 def clean_mask(mask: np.ndarray, largest_region: bool = False, holes: bool = False, tidy: bool = False) -> np.ndarray:

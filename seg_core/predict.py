@@ -48,7 +48,7 @@ from seg_core.inference import (
     load_predictor,
     threshold_mask,
 )
-from seg_core.matting import soft_matte
+from seg_core.matting import Matte, soft_matte
 from seg_core.outputs import CUTOUT_SUFFIX, MASK_SUFFIX
 from seg_core.postprocess import clean_mask
 from seg_core.refine import refine_edges
@@ -186,17 +186,33 @@ def segment_photo(
     if options.refine:
         mask = refine_edges(image, mask, prob)
     mask = clean_mask(mask, largest_region="largest" in clean, holes="holes" in clean, tidy="tidy" in clean)
-    outputs = [annotations.mask_png(mask, annotations.region_scores(annotations.regions(mask), prob))]
+    outputs = [mask_bytes(mask, prob)]
     if with_cutout:
         outputs.append(cutout_bytes(image, mask, prob, options))
     return outputs
 
 
-def cutout_bytes(image: np.ndarray, mask: np.ndarray, prob: np.ndarray, options: OutputOptions = PLAIN) -> bytes:
-    """The encoded cut-out of a photo whose mask (and probability map) are known."""
+def mask_bytes(mask: np.ndarray, prob: np.ndarray) -> bytes:
+    """The mask PNG, its regions' mean probabilities stored in it (the dashboard writes the same file)."""
+    return annotations.mask_png(mask, annotations.region_scores(annotations.regions(mask), prob))
+
+
+def cutout_bytes(
+    image: np.ndarray,
+    mask: np.ndarray,
+    prob: np.ndarray,
+    options: OutputOptions = PLAIN,
+    matte: Matte | None = None,
+) -> bytes:
+    """The encoded cut-out of a photo whose mask (and probability map) are known.
+
+    ``matte`` is :func:`seg_core.matting.soft_matte` of this mask when already
+    at hand (the dashboard caches it); with ``options.soft_edges`` and no
+    matte, one is made here.
+    """
     alpha, foreground = mask, None
     if options.soft_edges:
-        matte = soft_matte(image, mask, prob)
+        matte = matte if matte is not None else soft_matte(image, mask, prob)
         alpha, foreground = matte.alpha, matte.foreground
     picture = make_cutout(image, alpha, options.background, foreground, options.crop, options.square)
     return encode(picture, options.fmt)

@@ -301,6 +301,10 @@ def model_table(
 ) -> pd.DataFrame:
     """The catalogue of models joined with their test scores and latency.
 
+    A model benchmarked under several runtimes gets the row marked ``default``
+    (the runtime and precision ``load_predictor`` picks), so the table keeps
+    one row per model.
+
     Args:
         catalogue: one row per model with at least a ``model`` column.
         evaluation: evaluation rows, or None when the file is missing.
@@ -309,8 +313,9 @@ def model_table(
         mode: ``"per-image"`` or ``"whole-set"``.
 
     Returns:
-        ``catalogue`` plus ``iou``, ``dice`` and ``latency_median_ms`` columns
-        (NaN where a result is missing).
+        ``catalogue`` plus ``iou``, ``dice``, ``latency_median_ms`` and, where
+        the benchmark has them, ``runtime`` and ``precision`` columns (NaN where
+        a result is missing).
     """
     table = catalogue.copy()
     if evaluation is not None and len(evaluation):
@@ -319,7 +324,10 @@ def model_table(
     else:
         table = table.assign(iou=np.nan, dice=np.nan)
     if bench is not None and len(bench):
-        table = table.merge(bench[["model", "latency_median_ms"]], on="model", how="left")
+        if "default" in bench.columns:
+            bench = bench[bench["default"].astype(bool)]
+        columns = ["model", *(c for c in ("runtime", "precision") if c in bench.columns), "latency_median_ms"]
+        table = table.merge(bench[columns].drop_duplicates("model"), on="model", how="left")
     else:
         table = table.assign(latency_median_ms=np.nan)
     return table

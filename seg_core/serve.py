@@ -12,16 +12,17 @@ Routes (interactive documentation at ``/docs``):
 The API applies the dashboard's limits (uploads up to :data:`MAX_UPLOAD_MB` MB,
 photos up to 50 megapixels and 12,000 pixels a side) and answers bad input
 with a 4xx JSON body ``{"detail": message}`` carrying the library's message.
-At most ``max_concurrent`` photos are processed at once and at most
-``max_queue`` more wait; beyond that the API answers 503 at once, so a burst
-of large uploads cannot exhaust memory. Models come from the library's
+At most ``max_concurrent`` photos are processed at once (default
+``WINGMASK_MAX_JOBS``, 2; a photo over 25 megapixels counts as two) and at
+most ``max_queue`` more wait in arrival order (:mod:`seg_core.admission`);
+beyond that the API answers 503 at once, so a burst of large uploads cannot
+exhaust memory. Models come from the library's
 process-wide cache (:func:`seg_core.inference.cached_predictor`).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import enum
 import importlib.metadata
 import logging
@@ -40,6 +41,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from seg_core import __version__, annotations
+from seg_core.admission import Admission, AdmissionSettingError, Busy, max_jobs, photo_cost
 from seg_core.catalogue import model_catalogue
 from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image, to_png_bytes
 from seg_core.inference import (
@@ -62,6 +64,8 @@ MAX_UPLOAD_MB = 50
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
 #: Room for the multipart envelope (boundaries, part headers) around the file itself.
 _ENVELOPE_BYTES = 64 * 1024
+#: Bytes read before admission to learn a photo's size from its header (JPEG's EXIF may fill 64 KB).
+_HEADER_BYTES = 128 * 1024
 ALL_MODELS = "all"
 TOO_LARGE = f"the file is larger than {MAX_UPLOAD_MB} MB; uploads are limited to {MAX_UPLOAD_MB} MB"
 PHOTO_LIMITS = (
@@ -115,12 +119,9 @@ class ServerState:
     """What the routes share: readiness, and the gate that bounds concurrent work."""
 
     preload: list[str]
-    max_concurrent: int
-    max_queue: int
+    gate: Admission
     ready: threading.Event = field(default_factory=threading.Event)
     load_error: str | None = None
-    admitted: int = 0
-    gate: asyncio.Semaphore | None = None
     loaded: dict[str, Predictor] = field(default_factory=dict)
 
     def predictor(self, name: str) -> Predictor:
@@ -248,21 +249,22 @@ def butterflies(mask: np.ndarray, prob: np.ndarray, pixels_per_mm: float | None 
 
 
 def create_app(
-    preload: Sequence[str] = (DEFAULT_MODEL,), max_concurrent: int = 2, max_queue: int = 32
+    preload: Sequence[str] = (DEFAULT_MODEL,), max_concurrent: int | None = None, max_queue: int = 32
 ) -> FastAPI:
     """The API as an ASGI app.
 
     Args:
         preload: models loaded (and warmed up) at start-up; ``/health`` turns 200
             when they are ready. Other models load on their first request.
-        max_concurrent: photos processed at the same time.
-        max_queue: requests allowed to wait for a slot; more get 503 at once.
+        max_concurrent: photos processed at the same time (default: the
+            ``WINGMASK_MAX_JOBS`` setting, see :func:`seg_core.admission.max_jobs`).
+        max_queue: requests allowed to wait for a slot, served in arrival order; more get 503 at once.
     """
-    state = ServerState(list(preload), max_concurrent, max_queue)
+    gate = Admission(max_jobs() if max_concurrent is None else max_concurrent, max_waiting=max_queue)
+    state = ServerState(list(preload), gate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.gate = asyncio.Semaphore(max_concurrent)
         threading.Thread(target=state.load_models, name="wingmask-preload", daemon=True).start()
         yield
 
@@ -331,12 +333,12 @@ def create_app(
     ) -> Response:
         if model not in available_predictors():
             raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(available_predictors())}")
-        # Counted on the event loop's one thread, so no lock is needed.
-        if state.admitted >= max_concurrent + max_queue:
-            raise HTTPException(503, "the server is busy; try again shortly", headers={"Retry-After": "1"})
-        state.admitted += 1
+        # A photo over 25 megapixels takes two slots (seg_core.admission.photo_cost).
+        cost = photo_cost(await file.read(_HEADER_BYTES))
+        await file.seek(0)
         try:
-            async with state.gate:
+            # Busy comes only from entering: nothing inside the block asks the gate again.
+            async with state.gate.async_slot(cost):
                 # Read inside the gate: waiting uploads stay in Starlette's spooled (on-disk) files.
                 data = await file.read(MAX_UPLOAD_BYTES + 1)
                 if len(data) > MAX_UPLOAD_BYTES:
@@ -346,8 +348,8 @@ def create_app(
                 return await run_in_threadpool(
                     lambda: _segment(data, state.predictor(model), threshold, output, options, pixels_per_mm)
                 )
-        finally:
-            state.admitted -= 1
+        except Busy:
+            raise HTTPException(503, "the server is busy; try again shortly", headers={"Retry-After": "1"}) from None
 
     return app
 
@@ -367,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[ALL_MODELS],
         help="models to load before /health turns 200 (default: all trained U-Nets); others load on first use",
     )
-    parser.add_argument("--max-concurrent", type=int, default=2, help="photos processed at once (default 2)")
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="photos processed at once (default: the WINGMASK_MAX_JOBS setting, else 2)",
+    )
     parser.add_argument("--max-queue", type=int, default=32, help="requests that may wait for a slot (default 32)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)
@@ -375,10 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in preload if name not in available_predictors()]
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}; available: {', '.join(available_predictors())}")
-    if args.max_concurrent < 1 or args.max_queue < 0:
+    try:
+        max_concurrent = max_jobs() if args.max_concurrent is None else args.max_concurrent
+    except AdmissionSettingError as exc:
+        parser.error(str(exc))
+    if max_concurrent < 1 or args.max_queue < 0:
         parser.error("--max-concurrent must be at least 1 and --max-queue at least 0")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(preload, args.max_concurrent, args.max_queue)
+    app = create_app(preload, max_concurrent, args.max_queue)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -293,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         "blur, exposure, colour cast, greyscale, noise, JPEG",
     )
     p.add_argument(
+        "--augment-strength",
+        type=float,
+        default=1.0,
+        help="scale every robust transform's chance (below 1: more ordinary-looking samples)",
+    )
+    p.add_argument(
         "--robust-val",
         action="store_true",
         help="also validate on robust-augmented val photos (fixed seed) and keep the best mean IoU",
@@ -412,7 +418,8 @@ def train(args: argparse.Namespace) -> Path:
     x_val = np.stack([preprocess(i, config.input_size) for i in val_images])
     y_val = np.stack([resize_mask(m, config.input_size) for m in val_masks])
 
-    augment = None if args.no_augment else (AugmentConfig.robust() if args.augment == "robust" else AugmentConfig())
+    robust = AugmentConfig.robust(args.augment_strength)
+    augment = None if args.no_augment else (robust if args.augment == "robust" else AugmentConfig())
     seq = TrainSequence(
         train_images,
         train_masks,

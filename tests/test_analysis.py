@@ -3,10 +3,23 @@
 import numpy as np
 import pytest
 
-from seg_core.analysis import MaskSettings, age_text, analyse, finish, is_cached, load_truth, views
+from seg_core.analysis import (
+    Analysis,
+    Look,
+    MaskSettings,
+    age_text,
+    analyse,
+    before_after,
+    cutout_pair,
+    finish,
+    is_cached,
+    load_truth,
+    views,
+)
 from seg_core.catalogue import sample_photos
 from seg_core.imaging import InvalidImageError, to_png_bytes
 from seg_core.inference import InferenceOptions
+from seg_core.postprocess import REMOVED_COLOUR
 
 SAMPLE = sample_photos()[0]
 
@@ -83,3 +96,50 @@ def test_views_are_the_four_pictures_shown():
     shown = views(result.image, mask)
     assert list(shown) == ["Original", "Mask", "Overlay", "Cut-out"]
     assert all(p.shape[:2] == (4, 10) for p in shown.values())
+
+
+def bar_and_butterfly() -> Analysis:
+    """A 40x60 photo whose probabilities mark a 20x20 'butterfly' and a 1x3 'scale bar'."""
+    image = np.full((40, 60, 3), 100, np.uint8)
+    prob = np.zeros((40, 60), np.float32)
+    prob[10:30, 10:30] = 0.9
+    prob[38, 40:43] = 0.9
+    return Analysis(image, prob, 1.0, 0.0)
+
+
+def test_tidy_drops_the_bar_and_the_outcome_says_what_went():
+    outcome = finish(bar_and_butterfly(), MaskSettings(tidy=True))
+    assert outcome.mask.sum() == 400 and outcome.removed.sum() == 3 and outcome.removed[38, 40:43].all()
+    plain = finish(bar_and_butterfly(), MaskSettings())
+    assert plain.mask.sum() == 403 and not plain.removed.any()
+    overlay = views(plain.analysis.image, outcome.mask, outcome.removed)["Overlay"]
+    assert overlay[38, 41].tolist() != [100, 100, 100] and overlay[38, 41].argmax() == np.argmax(REMOVED_COLOUR)
+
+
+def test_finish_uses_a_given_edge_instead_of_thresholding():
+    edge = np.zeros((40, 60), bool)
+    edge[0:4, 0:4] = True
+    assert finish(bar_and_butterfly(), MaskSettings(refine=True), edge=edge).mask.tolist() == edge.tolist()
+
+
+def test_cutout_pair_crops_the_photo_and_the_cut_out_alike():
+    result = bar_and_butterfly()
+    mask = finish(result, MaskSettings(tidy=True)).mask
+    photo, cut = cutout_pair(result.image, mask, Look(background=(0, 255, 0), crop=True))
+    assert photo.shape == cut.shape == (22, 22, 3)  # 20 pixels and a 5% margin (1 px) each side
+    assert cut[0, 0].tolist() == [0, 255, 0] and cut[11, 11].tolist() == [100, 100, 100]
+    shown = views(result.image, mask, look=Look(crop=True, square=True))["Cut-out"]
+    assert shown.shape == (22, 22, 3)
+
+
+def test_before_after_shows_the_photo_left_of_the_split_and_the_cut_out_right():
+    result = bar_and_butterfly()
+    mask = finish(result, MaskSettings(tidy=True)).mask
+    look = Look(background=(0, 0, 255))
+    picture = before_after(result.image, mask, look, 0.5)
+    assert picture.shape == (40, 60, 3)
+    assert picture[0, 0].tolist() == [100, 100, 100] and picture[0, 59].tolist() == [0, 0, 255]
+    assert picture[0, 30].tolist() == [255, 255, 255]
+    assert before_after(result.image, mask, look, 0.0)[0, 40].tolist() == [0, 0, 255]
+    with pytest.raises(ValueError):
+        before_after(result.image, mask, look, 1.5)

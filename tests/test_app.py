@@ -5,20 +5,29 @@ the next; the whole module loads each committed model once.
 """
 
 import io
+import json
 import re
+import time
+import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ui_common
-from seg_core import results
+from seg_core import analysis as analysis_module
+from seg_core import annotations, results
 from seg_core.catalogue import sample_photos
+from seg_core.cutout import crop_box
 from seg_core.data import REPO_ROOT
 from seg_core.inference import InferenceOptions, ModelLoadError, available_predictors, baseline_names
+from seg_core.matting import soft_matte
 
 APP = str(REPO_ROOT / "streamlit_app.py")
 SAMPLES = sample_photos()
@@ -102,7 +111,7 @@ def test_segment_opens_with_a_sample_result_and_downloads():
     assert at.radio(key="seg_source").value == ui_common.SAMPLE
     assert at.subheader[0].value == SAMPLE.image_path.name
     assert captions(at) == ["Original", "Mask", "Overlay", "Cut-out"]
-    assert [b.label for b in at.get("download_button")] == ["Mask PNG", "Cut-out PNG"]
+    assert [b.label for b in at.get("download_button")] == ["COCO annotations (JSON)", "Mask PNG", "Cut-out PNG"]
     width, height = Image.open(SAMPLE.image_path).size
     assert metric(at, "Size") == f"{width}x{height}"
     assert float(metric(at, "IoU")) > 0.8 and float(metric(at, "Dice")) > 0.9
@@ -225,6 +234,7 @@ def test_batch_and_ground_truth_upload():
     assert "2 of 2 photos segmented" in all_text(at)
     assert [b.label for b in at.get("download_button")] == [
         "Download all masks and cut-outs (ZIP)",
+        "COCO annotations (JSON)",
         *["Mask PNG", "Cut-out PNG"] * 2,
     ]
 
@@ -361,3 +371,226 @@ def test_pages_keep_their_settings_across_a_page_switch():
     assert at.selectbox(key="seg_model").value == "unet-light"
     assert at.slider(key="seg_threshold").value == pytest.approx(0.7)
     assert Path(at.subheader[0].value).stem == SAMPLE.id
+
+
+def test_home_names_the_runtime_and_validation_times_every_runtime(tmp_path, monkeypatch):
+    rows = [("keras", "fp32", False, 80.0), ("openvino", "bf16", True, 30.0), ("openvino", "fp32", False, 40.0)]
+    bench = pd.DataFrame(rows, columns=["runtime", "precision", "default", "latency_median_ms"])
+    bench = bench.assign(model="unet-best", kind="unet", machine="test", reference=False)
+    bench_path = tmp_path / "bench.csv"
+    bench.reindex(columns=results.BENCH_COLUMNS, fill_value=1.0).to_csv(bench_path, index=False)
+    monkeypatch.setattr(results, "BENCH_FILE", bench_path)
+    at = open_page()
+    table = at.dataframe[0].value.set_index("model")
+    assert list(table.index) == available_predictors()
+    assert table.loc["unet-best", ["runtime", "precision", "latency_median_ms"]].tolist() == ["openvino", "bf16", 30.0]
+    at.switch_page("pages/validation.py")
+    rerun(at)
+    latency = at.dataframe[-1].value
+    assert sorted(zip(latency["runtime"], latency["precision"], strict=True)) == sorted((r, p) for r, p, *_ in rows)
+    charted = pa.ipc.open_stream(at.get("vega_lite_chart")[-1].proto.datasets[0].data.data).read_pandas()
+    assert sorted(charted["model"].unique()) == [
+        "unet-best · keras fp32",
+        "unet-best · openvino bf16 (in use)",
+        "unet-best · openvino fp32",
+    ]
+
+
+# --- Output options of the Segment page -------------------------------------------------------------
+
+
+def drawn_analysis() -> tuple[np.ndarray, np.ndarray]:
+    """A made-up photo and probability map: two butterfly-sized blobs and a short bar (a scale bar)."""
+    height, width = 120, 200
+    rows, cols = np.mgrid[:height, :width]
+    blobs = (((rows - 50) / 30) ** 2 + ((cols - 50) / 40) ** 2 <= 1) | (
+        ((rows - 50) / 28) ** 2 + ((cols - 145) / 38) ** 2 <= 1
+    )
+    bar = (rows >= 104) & (rows < 108) & (cols >= 20) & (cols < 45)
+    shape = blobs | bar
+    image = np.where(shape[..., None], np.uint8([200, 120, 40]), np.uint8([235, 235, 230])).astype(np.uint8)
+    prob = shape.astype(np.float32) * 0.9 + 0.05
+    return image, prob
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every photo's analysis is :func:`drawn_analysis` (no network); the caches are cleared around the test."""
+    image, prob = drawn_analysis()
+    image.flags.writeable = prob.flags.writeable = False
+
+    def fake(source, predictor, options):
+        return analysis_module.Analysis(image, prob, 1.0, time.time(), options)
+
+    monkeypatch.setattr(ui_common, "analyse", fake)
+    ui_common.cached_analysis.clear()
+    yield image
+    ui_common.cached_analysis.clear()
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Label -> (data, keyword arguments) of every download button drawn, so a test can open the files."""
+    seen = {}
+    original = st.download_button
+
+    def spy(label, data=None, *args, **kwargs):
+        seen[label] = (data, kwargs)
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", spy)
+    return seen
+
+
+def fetch(downloads: dict, label: str) -> bytes:
+    data = downloads[label][0]
+    return data() if callable(data) else data
+
+
+def decoded(downloads: dict, label: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(fetch(downloads, label))))
+
+
+def segment_without_truth(measurements: bool = False) -> AppTest:
+    """The Segment page on the first sample without its ground truth, the measurements opened if asked."""
+    at = open_page("pages/segment.py")
+    assert not at.dataframe, "measurements are made only when asked for"
+    at.checkbox(key="seg_sample_truth").uncheck()
+    at.session_state["seg_measure_0"] = measurements
+    return rerun(at)
+
+
+def test_tidy_keeps_both_butterflies_drops_the_bar_and_says_so(drawn, downloads):
+    at = segment_without_truth(measurements=True)
+    assert at.radio(key="seg_cleanup").value == "tidy"
+    mask = decoded(downloads, "Mask PNG") > 0
+    assert len(annotations.regions(mask)) == 2 and not mask[104:108, 20:45].any()
+    assert len(at.dataframe[0].value) == 2
+    bar_share = 4 * 25 / mask.size
+    assert f"The clean-up removed {bar_share:.2%} of the photo's pixels" in all_text(at)
+    for cleanup, regions in (("largest", 1), ("none", 3)):
+        at.radio(key="seg_cleanup").set_value(cleanup)
+        rerun(at)
+        mask = decoded(downloads, "Mask PNG") > 0
+        assert len(annotations.regions(mask)) == len(at.dataframe[0].value) == regions
+
+
+def test_measurements_have_a_row_per_butterfly_and_millimetres_with_a_scale(drawn, downloads):
+    at = segment_without_truth(measurements=True)
+    table = at.dataframe[0].value
+    assert "area_mm2" not in table.columns and table["area_px"].min() > 2000
+    at.number_input(key="seg_ppmm").set_value(4.0)
+    rerun(at)
+    table = at.dataframe[0].value
+    mask = decoded(downloads, "Mask PNG") > 0
+    assert len(table) == len(annotations.regions(mask))
+    assert table["area_mm2"].tolist() == pytest.approx((table["area_px"] / 16).tolist(), abs=1e-3)
+    assert table["wingspan_mm"].tolist() == pytest.approx((table["wingspan_px"] / 4).tolist(), abs=1e-3)
+
+
+def test_soft_edges_on_a_colour_give_intermediate_alpha_and_that_colour(downloads, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ui_common, "soft_matte", lambda *a: calls.append(1) or soft_matte(*a))
+    ui_common._matte.clear()
+    at = segment_without_truth()
+    assert calls == [] and decoded(downloads, "Cut-out PNG").shape[2] == 4
+    at.toggle(key="seg_soft").set_value(True)
+    rerun(at)
+    assert calls == [1]
+    mask = decoded(downloads, "Mask PNG") > 0
+    alpha = decoded(downloads, "Cut-out PNG")[..., 3]
+    assert ((alpha > 0) & (alpha < 255)).sum() > 100
+    # The matting band reaches at most a few band widths (about 2 px each on this photo) from the mask's edge.
+    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5) > 12
+    assert alpha[0, 0] == 0 and inside.sum() > 1000 and (alpha[inside] == 255).all()
+    at.radio(key="seg_background").set_value("colour")
+    rerun(at)
+    at.color_picker(key="seg_bg_colour").set_value("#00FF00")
+    rerun(at)
+    assert calls == [1], "a new background must not solve the matte again"
+    picture = decoded(downloads, "Cut-out PNG")
+    assert picture.shape == (*mask.shape, 3) and picture[0, 0].tolist() == [0, 255, 0]
+    assert at.color_picker(key="seg_bg_colour").value == "#00FF00"
+
+
+def test_crop_square_and_webp(drawn, downloads):
+    at = segment_without_truth()
+    at.toggle(key="seg_crop").set_value(True)
+    at.radio(key="seg_format").set_value("webp")
+    rerun(at)
+    mask = decoded(downloads, "Mask PNG") > 0
+    box = crop_box(mask)
+    data, kwargs = downloads["Cut-out WEBP"]
+    assert kwargs["file_name"].endswith("_cutout.webp") and kwargs["mime"] == "image/webp"
+    assert Image.open(io.BytesIO(data())).size == (box.width, box.height)
+    at.checkbox(key="seg_square").check()
+    rerun(at)
+    width, height = Image.open(io.BytesIO(fetch(downloads, "Cut-out WEBP"))).size
+    assert width == height == max(box.width, box.height)
+
+
+def test_refine_runs_only_when_on_and_once_per_threshold(drawn, downloads, monkeypatch):
+    calls = []
+    original = analysis_module.refine_edges
+    monkeypatch.setattr(analysis_module, "refine_edges", lambda *a: calls.append(1) or original(*a))
+    ui_common._refined_edge.clear()
+    at = segment_without_truth(measurements=True)
+    assert calls == []
+    at.toggle(key="seg_refine").set_value(True)
+    rerun(at)
+    at.radio(key="seg_cleanup").set_value("none")
+    rerun(at)
+    assert calls == [1]
+    assert len(at.dataframe[0].value) == len(annotations.regions(decoded(downloads, "Mask PNG") > 0))
+
+
+def test_a_bad_background_image_is_reported_and_the_cut_out_stays_transparent(drawn, downloads):
+    at = segment_without_truth()
+    at.radio(key="seg_background").set_value("image")
+    rerun(at)
+    assert "until then the cut-out stays transparent" in all_text(at)
+    at.file_uploader(key="seg_bg_image").upload("wall.png", b"not an image", "image/png")
+    rerun(at)
+    assert "wall.png" in at.error[0].value and "cannot be used as a background" in at.error[0].value
+    assert decoded(downloads, "Cut-out PNG").shape[2] == 4
+    at.file_uploader(key="seg_bg_image").set_value([("wall.png", png((8, 8), 90), "image/png")])
+    rerun(at)
+    assert not at.error and decoded(downloads, "Cut-out PNG")[0, 0].tolist() == [90, 90, 90]
+
+
+def test_coco_download_describes_every_photo_and_loads_in_pycocotools(drawn, downloads, tmp_path):
+    from pycocotools.coco import COCO
+
+    at = use_upload(open_page("pages/segment.py"))
+    photo = SAMPLE.image_path.read_bytes()
+    at.file_uploader(key="seg_upload").set_value([("a.jpg", photo, "image/jpeg"), ("b.jpg", photo, "image/jpeg")])
+    rerun(at)
+    path = tmp_path / "annotations.json"
+    path.write_bytes(fetch(downloads, "COCO annotations (JSON)").encode())
+    coco = COCO(str(path))
+    assert [image["file_name"] for image in coco.loadImgs(coco.getImgIds())] == ["a.jpg", "b.jpg"]
+    mask = decoded(downloads, "Mask PNG") > 0
+    for image_id in coco.getImgIds():
+        found = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        assert len(found) == 2 and all(0 < a["score"] <= 1 for a in found)
+        assert (np.any([coco.annToMask(a) for a in found], axis=0) == mask).all()
+        assert [a["area"] for a in found] == [r.area for r in annotations.regions(mask)]
+    with zipfile.ZipFile(io.BytesIO(fetch(downloads, "Download all masks and cut-outs (ZIP)"))) as archive:
+        assert sorted(archive.namelist()) == ["a_cutout.png", "a_mask.png", "b_cutout.png", "b_mask.png"]
+    at.checkbox(key="seg_polygons").check()
+    rerun(at)
+    polygons = json.loads(fetch(downloads, "COCO annotations (JSON)"))["annotations"]
+    assert all(isinstance(a["segmentation"], list) for a in polygons)
+    drawn_back = np.any([annotations.decode_segmentation(a["segmentation"], *mask.shape) for a in polygons[:2]], 0)
+    assert (drawn_back & mask).sum() / (drawn_back | mask).sum() >= 0.99
+
+
+def test_before_after_opens_on_demand_and_follows_the_slider(drawn):
+    at = segment_without_truth()
+    assert "Before / after" not in captions(at) and not at.slider(key="seg_threshold").disabled
+    at.session_state["seg_before_after_0"] = True
+    rerun(at)
+    assert captions(at)[-1] == "Before / after" and at.slider(key="seg_split_0").value == 50
+    at.slider(key="seg_split_0").set_value(100)
+    rerun(at)
+    assert at.slider(key="seg_split_0").value == 100 and captions(at)[-1] == "Before / after"

@@ -12,7 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import ui_common
 from seg_core.data import REPO_ROOT
@@ -221,3 +223,32 @@ def test_segment_settings_and_pictures_fit_the_screen(server_url, browser, viewp
     assert len(widths) == 4 and min(widths) > min(300, viewport["width"] * 0.8), widths
     page.set_viewport_size({"width": viewport["width"], "height": 3000})
     page.screenshot(path=str(ARTIFACTS / f"segment-{viewport['width']}px.png"))
+
+
+def test_soft_edges_on_a_colour_give_a_cut_out_download(server_url, browser):
+    from playwright.sync_api import expect
+
+    page = open_page(browser, f"{server_url}/segment", {"width": 1400, "height": 2000})
+    expect(result_heading(page)).to_have_text(SAMPLES[0].name, timeout=PAGE_TIMEOUT_MS)
+    page.get_by_role("tab", name="Cut-out").click()
+    page.get_by_text("Soft edges", exact=True).click()
+    wait_idle(page)
+    click_radio(page, "Colour")
+    wait_idle(page)
+    page.locator('[data-testid="stColorPicker"] [data-testid="stColorPickerBlock"]').click()
+    # The picker's hex field, found by the default colour it shows.
+    page.locator('input[value="#FFFFFF" i]').first.fill("#00FF00")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    button = page.locator('[data-testid="stDownloadButton"]', has_text="Cut-out PNG")
+    expect(button).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "segment-soft-edges-colour.png"), full_page=True)
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
+        button.click()
+    picture = np.asarray(Image.open(download.value.path()))
+    assert download.value.suggested_filename == f"{SAMPLES[0].stem}_cutout.png"
+    assert picture.shape == (*Image.open(SAMPLES[0]).size[::-1], 3)
+    assert picture[0, 0].tolist() == [0, 255, 0]
+    # Soft edges: along the butterfly's outline, colours between the photo's and the background's.
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 1000

@@ -1,5 +1,6 @@
 """Mask clean-up and display pictures on tiny hand-made arrays."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -203,6 +204,31 @@ def test_fill_small_holes_leaves_large_enclosed_gaps_open():
     assert out[3, 3] and not out[10:20, 10:20].any()
     assert fill_small_holes(ring, max_fraction=0.5).all()
     assert (fill_small_holes(ring, max_fraction=0.0) == ring).all()
+
+
+def whole_photo_reference(mask: np.ndarray, min_fraction: float, max_hole_fraction: float) -> np.ndarray:
+    """Tidy by the definition, over the whole photo: regions by area, then holes not joined to the border."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    kept = np.isin(labels, 1 + np.flatnonzero(areas >= min_fraction * areas.max()))
+    padded = np.pad(~kept, 1, constant_values=True).astype(np.uint8)
+    _, holes, hole_stats, _ = cv2.connectedComponentsWithStats(padded, connectivity=4)
+    small = hole_stats[:, cv2.CC_STAT_AREA] < max_hole_fraction * areas.max()
+    small[[0, holes[0, 0]]] = False
+    return kept | small[holes[1:-1, 1:-1]]
+
+
+def test_tidy_inside_the_foregrounds_box_matches_the_whole_photo_definition():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        height, width = rng.integers(1, 25, 2)
+        mask = rng.random((height, width)) < rng.random()
+        for fractions in ((0.1, 0.02), (0.0, 0.5), (0.6, 1.0)):
+            expected = whole_photo_reference(mask, *fractions)
+            assert (tidy_mask(mask, *fractions) == expected).all(), (mask.astype(int), fractions)
+            assert (fill_small_holes(drop_small_regions(mask, fractions[0]), fractions[1]) == expected).all()
 
 
 def test_clean_mask_tidy_step_runs_first():

@@ -155,6 +155,26 @@ def test_model_table_joins_scores_and_latency(table):
     assert empty["iou"].isna().all() and empty["latency_median_ms"].isna().all()
 
 
+def test_model_table_takes_each_models_default_runtime(table):
+    catalogue = pd.DataFrame({"model": ["net", "otsu"], "kind": ["unet", "baseline"]})
+    bench = pd.DataFrame(
+        {
+            "model": ["net", "net", "otsu"],
+            "runtime": ["keras", "openvino", "opencv"],
+            "precision": ["fp32", "bf16", "-"],
+            "default": [False, True, True],
+            "latency_median_ms": [9.0, 3.0, 0.2],
+        }
+    )
+    out = results.model_table(catalogue, table, bench)
+    assert out["model"].tolist() == ["net", "otsu"]
+    assert out.set_index("model").loc["net", ["runtime", "precision", "latency_median_ms"]].tolist() == [
+        "openvino",
+        "bf16",
+        3.0,
+    ]
+
+
 def test_load_eval_round_trip(tmp_path, table):
     path = tmp_path / "eval.csv"
     table.to_csv(path, index=False)
