@@ -1,7 +1,12 @@
 """Streamlit pieces shared by the pages: the page list, cached models and results, photo pickers.
 
 Caches here are process-wide, so every page and every session share one
-loaded model per name and one probability map per (photo, model, options).
+loaded model per name and one compact result per (photo, model, options).
+Results live in :func:`seg_core.budget.process_cache`, bounded by bytes
+(``WINGMASK_CACHE_MB``), and the heavy work behind them (decoding, the
+network, full-size masks, refined edges, mattes, downloads) runs in a slot of
+:func:`seg_core.admission.process_admission` (``WINGMASK_MAX_JOBS``), so a
+burst of big uploads waits in order, each session told how many are ahead.
 
 Every setting widget keeps its value for the whole session
 (``persist_state="session"``): a widget hidden for a while (the sample picker
@@ -28,12 +33,26 @@ import pandas as pd
 import streamlit as st
 
 from seg_core import labels, outputs
-from seg_core.analysis import Analysis, MaskSettings, age_text, analyse, digest, edge_mask, is_cached, load_warm
+from seg_core.admission import photo_cost, process_admission
+from seg_core.analysis import (
+    MaskSettings,
+    age_text,
+    cutout_file,
+    digest,
+    final_mask,
+    is_cached,
+    load_warm,
+    mask_file,
+    refined_edge,
+)
+from seg_core.budget import give_back_freed_buffers, process_cache
 from seg_core.catalogue import model_catalogue, sample_label, sample_photos
+from seg_core.compact import CompactAnalysis, analyse_compact, approximate
 from seg_core.data import load_species
 from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image
 from seg_core.inference import InferenceOptions, ModelLoadError, Predictor
 from seg_core.matting import Matte, soft_matte
+from seg_core.predict import OutputOptions
 from seg_core.results import ResultsFormatError, ResultsMissingError, load_bench, load_eval
 
 log = logging.getLogger(__name__)
@@ -177,56 +196,116 @@ def get_predictor(name: str) -> Predictor:
     return load_warm(name)
 
 
-# cache_resource, not cache_data: results are shared without pickling copies,
-# which is safe because analyse() returns read-only arrays. A 50-megapixel photo
-# holds about 350 MB here, hence the small bound and the expiry.
-@st.cache_resource(max_entries=16, ttl="1h", show_spinner=False)
-def cached_analysis(photo_key: str, model: str, second_look: bool, tta: bool, _data: bytes) -> Analysis:
-    """Decode ``_data`` and run ``model`` once per (photo digest, model, options)."""
-    return analyse(_data, get_predictor(model), InferenceOptions(second_look=second_look, tta=tta))
-
-
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
 
 
-# The slow, optional steps of the Segment page, cached like the analyses they
-# start from: keyed by what shapes them, the arrays passed unhashed (``_``).
-@st.cache_resource(max_entries=8, ttl="1h", show_spinner="Refining the edges (GrabCut)...")
-def _refined_edge(key: str, _analysis: Analysis, threshold: float) -> np.ndarray:
-    return _read_only(edge_mask(_analysis, MaskSettings(threshold, refine=True)))
+def waiting_text(ahead: int) -> str:
+    """The status a queued session sees, e.g. ``"Waiting for the server: 2 ahead of you..."``."""
+    if ahead == 0:
+        return "Waiting for the server: you are next..."
+    return f"Waiting for the server: {ahead} ahead of you..."
 
 
-@st.cache_resource(max_entries=8, ttl="1h", show_spinner="Softening the edges...")
-def _matte(key: str, _image: np.ndarray, _mask: np.ndarray, _prob: np.ndarray) -> Matte:
-    matte = soft_matte(_image, _mask, _prob)
-    _read_only(matte.alpha), _read_only(matte.foreground)
-    return matte
+@contextlib.contextmanager
+def heavy(photo: Photo, show_wait: bool = True):
+    """Hold an admission slot for heavy work on ``photo`` (decoding, the network, full-size masks).
+
+    While the session waits for its turn, a "waiting, n ahead" status is shown
+    where this was called (not from a download's callback: ``show_wait=False``).
+    Heavy helpers below expect their caller to hold the slot; they never take
+    a second one, so a session cannot wait on itself.
+    """
+    status = st.empty() if show_wait else None
+
+    def waiting(ahead: int) -> None:
+        status.info(waiting_text(ahead), icon=":material/hourglass_top:")
+
+    try:
+        with process_admission().slot(photo_cost(photo.data), on_wait=waiting if show_wait else None):
+            if status is not None:
+                status.empty()
+            yield
+    finally:
+        if status is not None:
+            status.empty()
 
 
-def refined_edge(photo: Photo, timed: Timed, threshold: float) -> np.ndarray:
-    """The thresholded mask with its edge redrawn by GrabCut, once per photo, model, options and threshold."""
-    return _refined_edge(_key(photo, timed, threshold), timed.analysis, threshold)
+def photo_image(photo: Photo) -> np.ndarray:
+    """``photo`` decoded at full size again (the compact result keeps no full-size photo); caller holds a slot."""
+    return load_image(photo.data)
 
 
-def matte(photo: Photo, timed: Timed, settings: MaskSettings, mask: np.ndarray) -> Matte:
-    """The soft-edged matte of ``mask`` (made from ``photo`` at ``settings``), once per photo, model and settings."""
-    return _matte(_key(photo, timed, settings), timed.analysis.image, mask, timed.analysis.prob)
+def _key(what: str, photo: Photo, timed: Timed, *shaping: object) -> tuple:
+    return (what, photo.key, timed.model, timed.analysis.options, *shaping)
 
 
-def _key(photo: Photo, timed: Timed, *shaping: object) -> str:
-    return repr((photo.key, timed.model, timed.analysis.options, *shaping))
+def edge(photo: Photo, timed: Timed, threshold: float) -> np.ndarray:
+    """The full-size mask with its edge redrawn by GrabCut, once per photo, model, options and threshold.
+
+    The caller holds a :func:`heavy` slot.
+    """
+    return process_cache().get_or_compute(
+        _key("refined", photo, timed, threshold),
+        lambda: _read_only(refined_edge(timed.analysis, photo_image(photo), threshold)),
+    )
 
 
-@st.cache_resource(max_entries=4, ttl="1h", show_spinner=False)
-def _background(key: str, _data: bytes) -> np.ndarray:
-    return _read_only(load_image(_data))
+def full_mask(photo: Photo, timed: Timed, settings: MaskSettings) -> np.ndarray:
+    """The full-size final mask at ``settings`` (refined when asked for); the caller holds a :func:`heavy` slot."""
+    refined = edge(photo, timed, settings.threshold) if settings.refine else None
+    return final_mask(timed.analysis, settings, refined)
+
+
+def matte(photo: Photo, timed: Timed, settings: MaskSettings, image: np.ndarray | None = None) -> Matte:
+    """The full-size soft-edged matte at ``settings``, once per photo, model, options and settings.
+
+    The caller holds a :func:`heavy` slot. ``image``: the photo when already decoded.
+    """
+
+    def compute() -> Matte:
+        picture = photo_image(photo) if image is None else image
+        made = soft_matte(picture, full_mask(photo, timed, settings), approximate(timed.analysis.levels))
+        _read_only(made.alpha), _read_only(made.foreground)
+        return made
+
+    return process_cache().get_or_compute(_key("matte", photo, timed, settings), compute)
+
+
+def mask_download(photo: Photo, timed: Timed, settings: MaskSettings) -> bytes:
+    """The full-size mask PNG, made when the download is asked for."""
+    with heavy(photo, show_wait=False):
+        return analysis_files(photo, timed, settings)[0]
+
+
+def photo_files(photo: Photo, timed: Timed, settings: MaskSettings, output: OutputOptions) -> tuple[bytes, bytes]:
+    """The full-size mask PNG and cut-out of ``photo``, made when a download is asked for (one slot for both)."""
+    with heavy(photo, show_wait=False):
+        return analysis_files(photo, timed, settings, output)
+
+
+def cutout_download(photo: Photo, timed: Timed, settings: MaskSettings, output: OutputOptions) -> bytes:
+    """The full-size cut-out, made when the download is asked for."""
+    return photo_files(photo, timed, settings, output)[1]
+
+
+def analysis_files(
+    photo: Photo, timed: Timed, settings: MaskSettings, output: OutputOptions | None = None
+) -> tuple[bytes, ...]:
+    """The mask PNG and (given ``output``) the cut-out of ``photo``; the caller holds a :func:`heavy` slot."""
+    mask = full_mask(photo, timed, settings)
+    files = (mask_file(timed.analysis, mask),)
+    if output is None:
+        return files
+    image = photo_image(photo)
+    made = matte(photo, timed, settings, image) if output.soft_edges else None
+    return (*files, cutout_file(image, timed.analysis, mask, output, made))
 
 
 def background_picture(data: bytes) -> np.ndarray:
-    """An uploaded background image, decoded once (raises InvalidImageError)."""
-    return _background(digest(data), data)
+    """An uploaded background image, decoded once per content while the cache holds it (raises InvalidImageError)."""
+    return process_cache().get_or_compute(("background", digest(data)), lambda: _read_only(load_image(data)))
 
 
 @st.cache_data(show_spinner=False)
@@ -310,7 +389,7 @@ class Timed:
         age_s: seconds since its time was measured.
     """
 
-    analysis: Analysis
+    analysis: CompactAnalysis
     cached: bool
     age_s: float
     model: str = ""
@@ -346,9 +425,20 @@ def runtime_text(predictor: Predictor) -> str:
 
 
 def analysis(photo: Photo, model: str, options: InferenceOptions) -> Timed:
-    """The cached decode-and-predict result of ``photo`` through ``model`` with ``options``."""
+    """The compact decode-and-predict result of ``photo`` through ``model`` with ``options``.
+
+    Computed once per (photo digest, model, options) while the byte-bounded
+    process cache holds it, in an admission slot (a "waiting" status shows
+    while queued). Raises InvalidImageError or ModelLoadError.
+    """
     asked_at = time.time()
-    result = cached_analysis(photo.key, model, options.second_look, options.tta, photo.data)
+    predictor = get_predictor(model)
+
+    def compute() -> CompactAnalysis:
+        with heavy(photo):
+            return analyse_compact(photo.data, predictor, options)
+
+    result = process_cache().get_or_compute(("analysis", photo.key, model, options), compute)
     return Timed(result, is_cached(result, asked_at), time.time() - result.measured_at, model)
 
 
@@ -440,3 +530,7 @@ def show_problem(what: str, exc: Exception) -> None:
     else:
         log.exception("unexpected error for %s", what, exc_info=exc)
         st.error(f"**{what}** could not be processed ({type(exc).__name__}: {exc}).")
+
+
+# Large freed buffers go back to the system, so the server shrinks again after a burst of big photos.
+give_back_freed_buffers()

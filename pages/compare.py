@@ -1,6 +1,13 @@
-"""Compare page: one photo through every model, each with its own threshold, and how far they agree."""
+"""Compare page: one photo through every model, each with its own threshold, and how far they agree.
+
+Overlays, foreground shares and agreement are worked out at display size from
+each model's compact result; scores against a ground truth use full-size
+masks, made only when a ground truth is given.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import altair as alt
 import numpy as np
@@ -12,7 +19,7 @@ from seg_core import labels
 from seg_core.agreement import dispute_share, pairwise_iou, voters
 from seg_core.analysis import load_truth
 from seg_core.imaging import InvalidImageError
-from seg_core.inference import available_predictors, threshold_mask
+from seg_core.inference import available_predictors
 from seg_core.metrics import all_metrics, confusion
 from seg_core.postprocess import foreground_fraction, overlay, vote_count, vote_map, vote_palette
 
@@ -22,7 +29,7 @@ PER_ROW = 3
 
 
 def panel(model: str, timed: ui_common.Timed, truth: np.ndarray | None) -> tuple[np.ndarray, dict]:
-    """One model's threshold slider, overlay and figures; returns its mask and its table row."""
+    """One model's threshold slider, overlay and figures; returns its mask at display size and its table row."""
     predictor = ui_common.get_predictor(model)
     st.markdown(f"**{model}**")
     threshold = ui_common.threshold_slider(
@@ -30,9 +37,9 @@ def panel(model: str, timed: ui_common.Timed, truth: np.ndarray | None) -> tuple
         disabled=predictor.binary_only,
         help="This model answers yes/no per pixel; the threshold changes nothing." if predictor.binary_only else None,
     )
-    image = timed.analysis.image
-    mask = threshold_mask(timed.analysis.prob, threshold)
-    st.image(overlay(image, mask), width="stretch")
+    compact = timed.analysis
+    mask = compact.shown_mask(threshold)
+    st.image(overlay(compact.shown_image, mask), width="stretch")
     row = {
         "model": model,
         "threshold": "yes/no" if predictor.binary_only else f"{threshold:.2f}",
@@ -42,7 +49,7 @@ def panel(model: str, timed: ui_common.Timed, truth: np.ndarray | None) -> tuple
     }
     line = [f"{timed.time_text()}", f"foreground {labels.fmt('foreground', row['foreground'])}%"]
     if truth is not None:
-        scores = all_metrics(confusion(mask, truth))
+        scores = all_metrics(confusion(compact.mask(threshold), truth))
         row |= {name: scores[name] for name in ("iou", "dice")}
         line += [f"IoU {labels.fmt('iou', row['iou'])}", f"Dice {labels.fmt('dice', row['dice'])}"]
     st.caption(" · ".join(line))
@@ -130,21 +137,23 @@ with st.spinner("Running the models..."):
 if not results:
     st.stop()
 
-image = next(iter(results.values())).analysis.image
+shape = next(iter(results.values())).analysis.shape
 truth = None
 if photo.truth is not None:
     try:
-        truth = load_truth(photo.truth, image)
+        truth = load_truth(photo.truth, shape)
     except InvalidImageError as exc:
         st.warning(f"Ground truth {photo.truth_name}: {exc}.")
 
 rows, masks = [], {}
 names = list(results)
-for start in range(0, len(names), PER_ROW):
-    for column, model in zip(st.columns(PER_ROW), names[start : start + PER_ROW], strict=False):
-        with column, st.container(border=True):
-            masks[model], row = panel(model, results[model], truth)
-            rows.append(row)
+# Scoring makes each model's full-size mask: heavy work, so it waits for a slot like an analysis.
+with ui_common.heavy(photo) if truth is not None else contextlib.nullcontext():
+    for start in range(0, len(names), PER_ROW):
+        for column, model in zip(st.columns(PER_ROW), names[start : start + PER_ROW], strict=False):
+            with column, st.container(border=True):
+                masks[model], row = panel(model, results[model], truth)
+                rows.append(row)
 
 st.subheader("Side by side", anchor=False)
 # Thresholds are text here: yes/no models have none.

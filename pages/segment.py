@@ -11,13 +11,22 @@ import streamlit as st
 
 import ui_common
 from seg_core import annotations, labels, outputs
-from seg_core.analysis import Look, MaskSettings, Outcome, before_after, finish, views
+from seg_core.analysis import (
+    Look,
+    MaskSettings,
+    Outcome,
+    before_after,
+    coco_instances,
+    finish_compact,
+    shown_matte,
+    views,
+)
 from seg_core.cutout import BLUR, DEFAULT_MARGIN, FORMATS, TRANSPARENT, Background, parse_background
 from seg_core.imaging import InvalidImageError
 from seg_core.inference import InferenceOptions, ModelLoadError, Predictor, available_predictors
 from seg_core.matting import Matte
 from seg_core.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction
-from seg_core.predict import OutputOptions, cutout_bytes, mask_bytes
+from seg_core.predict import OutputOptions
 
 ui_common.require_app_navigation()
 
@@ -46,7 +55,11 @@ class Settings:
 
 @dataclass(frozen=True)
 class Result:
-    """One photo's outcome at the current settings, its model time's provenance, and its matte if any."""
+    """One photo's outcome at the current settings (at display size), its model time's provenance, and its matte.
+
+    ``matte`` is the soft-edged matte at display size, for the pictures on
+    screen; the downloads take the full-size one from the cache.
+    """
 
     outcome: Outcome
     timed: ui_common.Timed
@@ -178,19 +191,32 @@ def output_panel(threshold: float) -> tuple[MaskSettings, OutputOptions, float |
 def process(photo: ui_common.Photo, settings: Settings) -> Result:
     """Analyse (cached: the network runs once per photo, model and options), then threshold, clean and score.
 
-    Refined edges and soft-edged mattes are made only when asked for, and cached.
+    Everything shown is made at display size. Full-size work (scoring against
+    a ground truth, refined edges, soft-edged mattes) runs only when asked
+    for, in an admission slot; refined edges and mattes are cached.
     """
     timed = ui_common.analysis(photo, settings.predictor.name, settings.options)
-    edge = ui_common.refined_edge(photo, timed, settings.mask.threshold) if settings.mask.refine else None
-    outcome = finish(timed.analysis, settings.mask, photo.truth, edge)
-    matte = ui_common.matte(photo, timed, settings.mask, outcome.mask) if settings.output.soft_edges else None
-    return Result(outcome, timed, matte)
+    mask, output = settings.mask, settings.output
+    if photo.truth is None and not mask.refine and not output.soft_edges:
+        return Result(finish_compact(timed.analysis, mask), timed)
+    with ui_common.heavy(photo):
+        if mask.refine:
+            with st.spinner("Refining the edges (GrabCut)..."):
+                edge = ui_common.edge(photo, timed, mask.threshold)
+        else:
+            edge = None
+        outcome = finish_compact(timed.analysis, mask, photo.truth, edge)
+        if not output.soft_edges:
+            return Result(outcome, timed)
+        with st.spinner("Softening the edges..."):
+            matte = ui_common.matte(photo, timed, mask)
+    return Result(outcome, timed, shown_matte(timed.analysis, matte))
 
 
 def figures(result: Result, photo: ui_common.Photo, predictor: Predictor) -> None:
     """Size, foreground, model time and scores in one row that wraps on a narrow screen."""
     mask = result.outcome.mask
-    height, width = mask.shape
+    height, width = result.outcome.analysis.shape
     scores = result.outcome.scores
     with st.container(horizontal=True, gap="medium"):
         st.metric("Size", f"{width}x{height}", width="content")
@@ -207,10 +233,9 @@ def figures(result: Result, photo: ui_common.Photo, predictor: Predictor) -> Non
 def pictures(result: Result, output: OutputOptions) -> None:
     """Original, mask, overlay (with what the clean-up removed) and cut-out, two to a row (one on a phone)."""
     outcome = result.outcome
-    image, mask = outcome.analysis.image, outcome.mask
-    shown = views(image, mask, outcome.removed, result.look(output))
+    shown = views(outcome.analysis.shown_image, outcome.mask, outcome.removed, result.look(output))
     small = shown["Original"]
-    if small.shape[:2] != mask.shape:
+    if small.shape[:2] != outcome.analysis.shape:
         st.caption(f"Shown at {small.shape[1]}x{small.shape[0]}; the downloads are full size.")
     items = list(shown.items())
     for start in range(0, len(items), 2):
@@ -234,13 +259,19 @@ def comparison(result: Result, output: OutputOptions, index: int) -> None:
         help="The photo is shown left of the line, the cut-out right of it.",
     )
     outcome = result.outcome
-    picture = before_after(outcome.analysis.image, outcome.mask, result.look(output), position / 100)
+    picture = before_after(outcome.analysis.shown_image, outcome.mask, result.look(output), position / 100)
     st.image(picture, caption="Before / after", width="stretch")
 
 
-def measurements(outcome: Outcome, pixels_per_mm: float | None) -> None:
-    """Area, bounding box and wingspan of each butterfly (connected region), in mm when the scale is known."""
-    rows = [m.as_row() for m in annotations.measure(outcome.mask, pixels_per_mm)]
+def measurements(photo: ui_common.Photo, result: Result, settings: Settings) -> None:
+    """Area, bounding box and wingspan of each butterfly (connected region), in mm when the scale is known.
+
+    Measured on the full-size final mask, made in an admission slot while the expander is open.
+    """
+    pixels_per_mm = settings.pixels_per_mm
+    with ui_common.heavy(photo):
+        mask = ui_common.full_mask(photo, result.timed, settings.mask)
+        rows = [m.as_row() for m in annotations.measure(mask, pixels_per_mm)]
     if not rows:
         st.caption("No butterfly in the mask, so nothing to measure.")
         return
@@ -257,25 +288,25 @@ def cutout_name(names: tuple[str, str], fmt: str) -> str:
     return str(PurePath(names[1]).with_suffix(f".{fmt}"))
 
 
-def photo_files(result: Result, names: tuple[str, str], output: OutputOptions) -> list[tuple[str, bytes]]:
-    """(file name, content) of one photo's mask and cut-out, made by the batch CLI's own functions."""
-    outcome = result.outcome
-    image, mask, prob = outcome.analysis.image, outcome.mask, outcome.analysis.prob
-    return [
-        (names[0], mask_bytes(mask, prob)),
-        (cutout_name(names, output.fmt), cutout_bytes(image, mask, prob, output, result.matte)),
-    ]
+def photo_files(
+    photo: ui_common.Photo, result: Result, names: tuple[str, str], settings: Settings
+) -> list[tuple[str, bytes]]:
+    """(file name, content) of one photo's full-size mask and cut-out, made by the batch CLI's own functions."""
+    mask_png, cutout = ui_common.photo_files(photo, result.timed, settings.mask, settings.output)
+    return [(names[0], mask_png), (cutout_name(names, settings.output.fmt), cutout)]
 
 
-def downloads(result: Result, names: tuple[str, str], output: OutputOptions, index: int) -> None:
-    """The files a user can take away for one photo, encoded at full size only when asked for."""
-    outcome = result.outcome
-    image, mask, prob = outcome.analysis.image, outcome.mask, outcome.analysis.prob
+def downloads(photo: ui_common.Photo, result: Result, names: tuple[str, str], settings: Settings, index: int) -> None:
+    """The files a user can take away for one photo, made at full size only when asked for.
+
+    The callbacks hold the photo's upload, its compact result and the settings, never a full-size array.
+    """
+    timed, mask, output = result.timed, settings.mask, settings.output
     files = [
-        ("Mask PNG", lambda: mask_bytes(mask, prob), names[0], MIME["png"]),
+        ("Mask PNG", lambda: ui_common.mask_download(photo, timed, mask), names[0], MIME["png"]),
         (
             f"Cut-out {output.fmt.upper()}",
-            lambda: cutout_bytes(image, mask, prob, output, result.matte),
+            lambda: ui_common.cutout_download(photo, timed, mask, output),
             cutout_name(names, output.fmt),
             MIME[output.fmt],
         ),
@@ -293,13 +324,17 @@ def downloads(result: Result, names: tuple[str, str], output: OutputOptions, ind
             )
 
 
-def coco_json(done: list[tuple[ui_common.Photo, Result]], polygons: bool) -> str:
-    """One COCO instances file for the photos on the page, built as ``seg_core.predict --coco`` builds it."""
+def coco_json(done: list[tuple[ui_common.Photo, Result]], settings: Settings) -> str:
+    """One COCO instances file for the photos on the page, built as ``seg_core.predict --coco`` builds it.
+
+    Made from each photo's full-size final mask, one photo at a time in an admission slot.
+    """
     builder = annotations.CocoBuilder()
     for photo, result in done:
-        mask = result.outcome.mask
-        found = annotations.instances(mask, result.outcome.analysis.prob, with_polygons=polygons)
-        builder.add_image(photo.name, mask.shape[1], mask.shape[0], found)
+        compact = result.timed.analysis
+        with ui_common.heavy(photo, show_wait=False):
+            found = coco_instances(compact, ui_common.full_mask(photo, result.timed, settings.mask), settings.polygons)
+        builder.add_image(photo.name, compact.shape[1], compact.shape[0], found)
     return json.dumps(builder.to_dict())
 
 
@@ -312,7 +347,7 @@ def batch_downloads(
             st.download_button(
                 "Download all masks and cut-outs (ZIP)",
                 data=lambda: outputs.zip_files(
-                    [file for _, names, r in done for file in photo_files(r, names, settings.output)]
+                    [file for p, names, r in done for file in photo_files(p, r, names, settings)]
                 ),
                 file_name="wingmask.zip",
                 mime="application/zip",
@@ -323,7 +358,7 @@ def batch_downloads(
             )
         st.download_button(
             "COCO annotations (JSON)",
-            data=lambda: coco_json([(p, r) for p, _, r in done], settings.polygons),
+            data=lambda: coco_json([(p, r) for p, _, r in done], settings),
             file_name="annotations.json",
             mime="application/json",
             on_click="ignore",
@@ -384,8 +419,8 @@ for index, (photo, result, photo_names) in enumerate(zip(photos, results, names,
     # Opened on demand: their work (a full-size measurement, a second cut-out) is not on the default path.
     with st.expander("Measurements", key=f"seg_measure_{index}", on_change="rerun") as box:
         if box.open:
-            measurements(result.outcome, settings.pixels_per_mm)
+            measurements(photo, result, settings)
     with st.expander("Before / after", key=f"seg_before_after_{index}", on_change="rerun") as box:
         if box.open:
             comparison(result, settings.output, index)
-    downloads(result, photo_names, settings.output, index)
+    downloads(photo, result, photo_names, settings, index)

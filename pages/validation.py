@@ -13,7 +13,7 @@ import ui_common
 from seg_core import labels, results
 from seg_core.analysis import load_truth
 from seg_core.data import dataset_available, scan_dataset
-from seg_core.inference import DEFAULT_MODEL, InferenceOptions, threshold_mask
+from seg_core.inference import DEFAULT_MODEL, InferenceOptions
 from seg_core.postprocess import error_overlay
 
 ui_common.require_app_navigation()
@@ -175,15 +175,15 @@ def gallery(rows: pd.DataFrame, model: str, threshold: float, root: str) -> None
         photo = ui_common.Photo(item.image_id, Path(paths[0]).read_bytes())
         try:
             analysis = ui_common.analysis(photo, model, InferenceOptions()).analysis
-            truth = load_truth(paths[1], analysis.image)
+            truth = analysis.shrink(load_truth(paths[1], analysis.shape))
         except Exception as exc:  # one unreadable photo must not hide the rest
             with column:
                 ui_common.show_problem(item.image_id, exc)
             continue
-        mask = threshold_mask(analysis.prob, threshold)
+        mask = analysis.shown_mask(threshold)
         name = ui_common.species().get(item.species, {}).get("common", item.species)
         scores = f"IoU {labels.fmt('iou', item.iou)}, Dice {labels.fmt('dice', item.dice)}"
-        column.image(error_overlay(analysis.image, mask, truth), caption=f"{item.image_id} ({name}): {scores}")
+        column.image(error_overlay(analysis.shown_image, mask, truth), caption=f"{item.image_id} ({name}): {scores}")
 
 
 def scores_section(evaluation: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str], float] | None:

@@ -1,15 +1,22 @@
 """One photo through one model, step by step, as the dashboard and the memory soak run it.
 
 The steps are split by cost. :func:`analyse` decodes the photo and runs the
-model once (the dashboard caches its result per photo, model and options);
-:func:`finish` thresholds, cleans and scores that probability map at the
-current settings, cheap enough to redo on every slider move (unless edges are
-refined: :func:`edge_mask` is the slow part, which the dashboard caches);
-:func:`views` makes the pictures that are shown, and :func:`before_after` the
-photo and its cut-out joined at a slider's position. :mod:`seg_core.memcheck`
-calls the same functions, so it measures the Segment page's own code path.
-The files a user downloads are made by the batch CLI's own functions
-(:func:`seg_core.predict.mask_bytes`, :func:`seg_core.predict.cutout_bytes`).
+model once, keeping everything at full size; :func:`finish` thresholds, cleans
+and scores that probability map at the current settings; :func:`views` makes
+the pictures that are shown, and :func:`before_after` the photo and its
+cut-out joined at a slider's position.
+
+The dashboard keeps far less per photo (issue 13): a
+:class:`~seg_core.compact.CompactAnalysis` (probability levels, the photo at
+display size). :func:`finish_compact` makes what the screen shows from it at
+display size, so a slider move never touches a full-size array; full-size
+work happens only when a result needs it: :func:`final_mask` (downloads,
+measurements, COCO, scoring), :func:`refined_edge` and the matte behind soft
+edges, all from the photo decoded again. :mod:`seg_core.memcheck` calls the
+same functions, so it measures the Segment page's own code path. The files a
+user downloads are made by the batch CLI's own functions
+(:func:`seg_core.predict.mask_bytes`, :func:`seg_core.predict.cutout_bytes`)
+through :func:`mask_file` and :func:`cutout_file`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from seg_core import annotations
+from seg_core.compact import CompactAnalysis, approximate
 from seg_core.cutout import DEFAULT_MARGIN, TRANSPARENT, Background, compose, crop, crop_box
 from seg_core.imaging import ImageSource, InvalidImageError, check_same_size, load_image, load_mask
 from seg_core.inference import InferenceOptions, Predictor, load_predictor, threshold_mask
@@ -36,6 +45,7 @@ from seg_core.postprocess import (
     overlay,
     removed_pixels,
 )
+from seg_core.predict import OutputOptions, cutout_bytes, mask_bytes
 from seg_core.refine import refine_edges
 
 #: Colour of the line where the before/after picture joins the photo and the cut-out.
@@ -62,6 +72,11 @@ class Analysis:
     model_ms: float
     measured_at: float
     options: InferenceOptions = field(default_factory=InferenceOptions)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The photo's (height, width)."""
+        return self.prob.shape
 
 
 def analyse(source: ImageSource, predictor: Predictor, options: InferenceOptions | None = None) -> Analysis:
@@ -118,14 +133,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_truth(source: ImageSource, image: np.ndarray) -> np.ndarray:
-    """Decode a ground-truth mask and check that it was made for ``image``.
+def load_truth(source: ImageSource, image: np.ndarray | tuple[int, int]) -> np.ndarray:
+    """Decode a ground-truth mask and check that it was made for ``image`` (the photo, or its (height, width)).
 
     Raises:
         InvalidImageError: unreadable mask, or its size differs from the photo's.
     """
     truth = load_mask(source)
-    check_same_size(image, truth)
+    check_same_size(np.broadcast_to(False, image) if isinstance(image, tuple) else image, truth)
     return truth
 
 
@@ -157,16 +172,16 @@ class Outcome:
     """What one photo produced at the current settings.
 
     Attributes:
-        analysis: the decoded photo and probability map behind it.
-        mask: the final boolean mask, at the photo's size.
+        analysis: the decoded photo and probability map behind it (or their compact form).
+        mask: the final boolean mask, at the photo's size (at display size for a compact analysis).
         scores: every metric of :data:`seg_core.metrics.METRICS` against the
             ground truth, or None without a usable one.
         truth_error: why a given ground truth could not be used, if it could not.
         removed: boolean mask of the pixels the clean-up took away (a scale
-            bar, specks), all False when it removed nothing.
+            bar, specks), all False when it removed nothing; the size of ``mask``.
     """
 
-    analysis: Analysis
+    analysis: Analysis | CompactAnalysis
     mask: np.ndarray
     scores: dict[str, float] | None = None
     truth_error: InvalidImageError | None = None
@@ -208,6 +223,89 @@ def finish(
     except InvalidImageError as exc:
         return Outcome(analysis, mask, truth_error=exc, removed=removed)
     return Outcome(analysis, mask, scores, removed=removed)
+
+
+def refined_edge(analysis: CompactAnalysis, image: np.ndarray, threshold: float) -> np.ndarray:
+    """The full-size thresholded mask with its edge redrawn by GrabCut on ``image`` (the photo decoded again).
+
+    The slow step behind "refine edges"; the dashboard caches it per photo,
+    model, options and threshold.
+    """
+    return refine_edges(image, analysis.mask(threshold), approximate(analysis.levels))
+
+
+def final_mask(analysis: CompactAnalysis, settings: MaskSettings, edge: np.ndarray | None = None) -> np.ndarray:
+    """The full-size final mask: thresholded (or ``edge``, the :func:`refined_edge`), then cleaned up.
+
+    What the downloads, the measurements, COCO export and scoring use; equal
+    to :func:`finish` of the full-size analysis on the 0.005 threshold grid
+    (:func:`seg_core.compact.is_exact`), which holds every slider position.
+    """
+    raw = analysis.mask(settings.threshold) if edge is None else edge
+    return clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)
+
+
+def finish_compact(
+    analysis: CompactAnalysis,
+    settings: MaskSettings,
+    truth: ImageSource | None = None,
+    edge: np.ndarray | None = None,
+) -> Outcome:
+    """What the screen shows for a compact analysis: the final mask and what the clean-up removed, at display size.
+
+    Without a ground truth or a refined edge, everything happens at display
+    size, cheap on every slider move for any photo size (the clean-up then
+    sees the shrunk mask, so on a photo larger than the display it can differ
+    from the full-size one by a few edge pixels). With either, the full-size
+    :func:`final_mask` is made, scored, and shrunk for the screen.
+
+    Args:
+        analysis: the compact analysis.
+        settings: threshold, refine and clean-up.
+        truth: a ground-truth mask to score against, or None; one that cannot
+            be used is reported in the outcome rather than raised.
+        edge: the full-size :func:`refined_edge` at ``settings.threshold``, when refining.
+    """
+    if truth is None and edge is None:
+        raw = analysis.shown_mask(settings.threshold)
+        mask = clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)
+        return Outcome(analysis, mask, removed=removed_pixels(raw, mask))
+    raw = analysis.mask(settings.threshold) if edge is None else edge
+    full = final_mask(analysis, settings, raw)
+    shown, removed = analysis.shrink(full), analysis.shrink(removed_pixels(raw, full))
+    if truth is None:
+        return Outcome(analysis, shown, removed=removed)
+    try:
+        scores = all_metrics(confusion(full, load_truth(truth, analysis.shape)))
+    except InvalidImageError as exc:
+        return Outcome(analysis, shown, truth_error=exc, removed=removed)
+    return Outcome(analysis, shown, scores, removed=removed)
+
+
+def shown_matte(analysis: CompactAnalysis, matte: Matte) -> Matte:
+    """A full-size matte at the display size of the photo, for the cut-out on screen."""
+    return Matte(_shrink(matte.alpha, DISPLAY_MAX_SIDE), _shrink(matte.foreground, DISPLAY_MAX_SIDE))
+
+
+def mask_file(analysis: CompactAnalysis, mask: np.ndarray) -> bytes:
+    """The mask PNG download of a full-size final mask, with its regions' mean probabilities."""
+    return mask_bytes(mask, approximate(analysis.levels))
+
+
+def cutout_file(
+    image: np.ndarray,
+    analysis: CompactAnalysis,
+    mask: np.ndarray,
+    output: OutputOptions,
+    matte: Matte | None = None,
+) -> bytes:
+    """The cut-out download: ``image`` (the photo decoded again) cut out by the full-size final mask."""
+    return cutout_bytes(image, mask, approximate(analysis.levels), output, matte)
+
+
+def coco_instances(analysis: CompactAnalysis, mask: np.ndarray, polygons: bool) -> list[dict]:
+    """COCO annotations of a full-size final mask, scored by the probabilities, as ``predict --coco`` makes them."""
+    return annotations.instances(mask, approximate(analysis.levels), with_polygons=polygons)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ ceiling for all of them rather than one per cache.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import sys
@@ -27,11 +28,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 CACHE_MB_ENV = "WINGMASK_CACHE_MB"
-#: Default budget in MB (10**6 bytes). A 2 GB server holds the loaded models and
-#: TensorFlow (about 850 MB) and two photos being analysed at once (see
-#: :mod:`seg_core.admission`); this leaves room for both. With compact entries
-#: (:mod:`seg_core.compact`) it holds about seven 48-megapixel photos or
-#: sixteen 12-megapixel ones.
+#: Default budget in MB (10**6 bytes). A 2 GB server holds TensorFlow with the
+#: default model (about 850 MB) and the photos being analysed (a 48-megapixel
+#: one needs about 530 MB at its peak; see :mod:`seg_core.admission`), which
+#: leaves about this much. With compact entries (:mod:`seg_core.compact`: 60 MB
+#: for a 48-megapixel photo, 24 MB for a 12-megapixel one) it holds six of the
+#: former or sixteen of the latter.
 DEFAULT_CACHE_MB = 400
 
 V = TypeVar("V")
@@ -291,6 +293,34 @@ class ByteCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry.size
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` option of ``mallopt``.
+_M_MMAP_THRESHOLD = -3
+#: Buffers from this size up get memory of their own, handed back to the system when freed.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def give_back_freed_buffers(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Have the C allocator return every freed buffer of ``threshold`` bytes or more to the system.
+
+    By default glibc raises that threshold to 32 MB after the first large free,
+    so the many 1-32 MB arrays of a photo's analysis and display (levels,
+    display copies, pictures) come from per-thread heaps, which keep their
+    freed memory: a server that ran many sessions stays hundreds of MB larger
+    than what it holds (README, "Memory and load"). Call it once at start-up,
+    before the first photo. Linux with glibc only; elsewhere it does nothing.
+
+    Returns:
+        True when the setting was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
 
 
 _PROCESS_CACHE: ByteCache | None = None

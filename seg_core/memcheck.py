@@ -1,10 +1,16 @@
 """Memory soak test: many consecutive predictions through the dashboard's code path.
 
-Each round sends an upload through the functions the Segment page calls (with
-both clean-up steps on and the page's default inference options): :func:`seg_core.analysis.analyse` (decode, run the
-model), :func:`seg_core.analysis.finish` (threshold, clean),
-:func:`seg_core.analysis.views` (the pictures shown, encoded as the browser
-gets them) and the two downloads of :mod:`seg_core.outputs`.
+Each round sends an upload through the functions the Segment page calls, at
+the page's default settings (threshold 0.5, the tidy clean-up, second look on,
+TTA off, the plain transparent PNG cut-out), in an admission slot as the page
+takes one: :func:`seg_core.compact.analyse_compact` (decode, run the model,
+keep the compact result), :func:`seg_core.analysis.finish_compact` (threshold
+and clean at display size), :func:`seg_core.analysis.views` (the pictures
+shown, encoded as the browser gets them), then both downloads as the page
+makes them: :func:`seg_core.analysis.final_mask` (full size),
+:func:`seg_core.analysis.mask_file`, the photo decoded again and
+:func:`seg_core.analysis.cutout_file`. The process cache is left out: it would
+answer repeated photos without running the model.
 Resident memory (RSS) is read after the warm-up rounds and at the end; a leak
 shows up as growth that keeps pace with the number of rounds.
 
@@ -23,16 +29,18 @@ from pathlib import Path
 
 import psutil
 
-from seg_core.analysis import MaskSettings, analyse, finish, load_warm, views
+from seg_core.admission import photo_cost, process_admission
+from seg_core.analysis import MaskSettings, cutout_file, final_mask, finish_compact, load_warm, mask_file, views
 from seg_core.bench import peak_rss_mb
 from seg_core.catalogue import SAMPLES_DIR
-from seg_core.imaging import to_png_bytes
+from seg_core.compact import analyse_compact
+from seg_core.imaging import load_image, to_png_bytes
 from seg_core.inference import DEFAULT_MODEL, InferenceOptions, ModelLoadError, Predictor
-from seg_core.outputs import cutout_png, mask_png
+from seg_core.predict import PLAIN, OutputOptions
 
 LIMIT_MB = 100.0
-#: Every clean-up step on, so a round covers all of the page's mask work.
-SETTINGS = MaskSettings(threshold=0.5, largest=True, holes=True)
+#: The Segment page's default mask settings (its first clean-up choice is tidy).
+SETTINGS = MaskSettings(threshold=0.5, tidy=True)
 
 
 @dataclass
@@ -63,13 +71,22 @@ def rss_mb() -> float:
 
 
 def page_round(
-    data: bytes, predictor: Predictor, settings: MaskSettings = SETTINGS, options: InferenceOptions | None = None
+    data: bytes,
+    predictor: Predictor,
+    settings: MaskSettings = SETTINGS,
+    options: InferenceOptions | None = None,
+    output: OutputOptions = PLAIN,
 ) -> int:
     """One upload through the Segment page's steps; returns the bytes it would send to the browser."""
-    outcome = finish(analyse(data, predictor, options), settings)
-    image, mask = outcome.analysis.image, outcome.mask
-    shown = [to_png_bytes(picture) for picture in views(image, mask).values()]
-    return sum(len(b) for b in shown) + len(mask_png(mask)) + len(cutout_png(image, mask))
+    gate = process_admission()
+    with gate.slot(photo_cost(data)):
+        compact = analyse_compact(data, predictor, options or InferenceOptions())
+    outcome = finish_compact(compact, settings)
+    shown = [to_png_bytes(picture) for picture in views(compact.shown_image, outcome.mask, outcome.removed).values()]
+    with gate.slot(photo_cost(data)):
+        mask = final_mask(compact, settings)
+        files = [mask_file(compact, mask), cutout_file(load_image(data), compact, mask, output)]
+    return sum(len(b) for b in shown + files)
 
 
 def soak(predictor: Predictor, photos: list[bytes], rounds: int, warmup: int = 10) -> SoakReport:

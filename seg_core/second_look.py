@@ -40,7 +40,7 @@ class SecondLookConfig:
     """When a region deserves a second look, and how its result is blended.
 
     Attributes:
-        min_gain: the crop must show the butterfly at least this many times
+        min_gain: the crop must show the butterfly, along at least one axis, this many times
             larger than the first pass did (smaller gains are not worth a pass).
         margin: context added on each side of a region's box, as a fraction of
             its longer side (the network needs surroundings to see edges).
@@ -73,7 +73,9 @@ def find_windows(prob: np.ndarray, config: SecondLookConfig = SecondLookConfig()
         x, y, w, h = (stats[label + 1, k] / scale for k in range(4))
         side = max(w, h) * (1 + 2 * config.margin)
         win_h, win_w = min(height, round(side)), min(width, round(side))
-        gain = min(height / win_h, width / win_w)
+        # The network squeezes each axis to 256 px separately, so a crop pays off when
+        # either axis gets finer (e.g. two butterflies side by side in a wide photo).
+        gain = max(height / win_h, width / win_w)
         if gain < config.min_gain:
             continue
         top = int(np.clip(round(y + h / 2 - win_h / 2), 0, height - win_h))

@@ -49,6 +49,7 @@ RECIPE_KEYS = (
     "init",
     "augment",
     "no_augment",
+    "augment_strength",
     "robust_val",
     "loss",
     "epochs",

@@ -11,12 +11,15 @@ from seg_core.analysis import (
     analyse,
     before_after,
     cutout_pair,
+    final_mask,
     finish,
+    finish_compact,
     is_cached,
     load_truth,
     views,
 )
 from seg_core.catalogue import sample_photos
+from seg_core.compact import analyse_compact
 from seg_core.imaging import InvalidImageError, to_png_bytes
 from seg_core.inference import InferenceOptions
 from seg_core.postprocess import REMOVED_COLOUR
@@ -143,3 +146,25 @@ def test_before_after_shows_the_photo_left_of_the_split_and_the_cut_out_right():
     assert before_after(result.image, mask, look, 0.0)[0, 40].tolist() == [0, 0, 255]
     with pytest.raises(ValueError):
         before_after(result.image, mask, look, 1.5)
+
+
+def test_compact_outcome_matches_the_full_size_one_and_scores_at_full_size():
+    model = Ramp()
+    data = photo(height=30, width=2100)
+    full = analyse(data, model)
+    compact = analyse_compact(data, model)
+    settings = MaskSettings(threshold=0.37, tidy=True)
+    expected = finish(full, settings, truth=to_png_bytes(np.full((30, 2100), 255, np.uint8)))
+    # The photo is wider than the display, so the screen gets a shrunk mask and the downloads the full one.
+    assert np.array_equal(final_mask(compact, settings), expected.mask)
+    scored = finish_compact(compact, settings, truth=to_png_bytes(np.full((30, 2100), 255, np.uint8)))
+    assert scored.scores == expected.scores and scored.mask.shape == compact.shown_image.shape[:2] != (30, 2100)
+    assert np.array_equal(scored.mask, compact.shrink(expected.mask))
+    shown = finish_compact(compact, settings)
+    assert shown.mask.shape == scored.mask.shape and shown.scores is None
+
+
+def test_a_ground_truth_of_another_size_is_reported_for_a_compact_analysis():
+    compact = analyse_compact(photo(), Ramp())
+    outcome = finish_compact(compact, MaskSettings(), truth=to_png_bytes(np.zeros((5, 5), np.uint8)))
+    assert outcome.scores is None and "10x4" in str(outcome.truth_error)

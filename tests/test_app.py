@@ -4,6 +4,7 @@ Streamlit caches are process-wide, so models loaded by one test are reused by
 the next; the whole module loads each committed model once.
 """
 
+import contextlib
 import io
 import json
 import re
@@ -23,10 +24,12 @@ from streamlit.testing.v1 import AppTest
 import ui_common
 from seg_core import analysis as analysis_module
 from seg_core import annotations, results
+from seg_core.budget import process_cache
 from seg_core.catalogue import sample_photos
+from seg_core.compact import compact
 from seg_core.cutout import crop_box
 from seg_core.data import REPO_ROOT
-from seg_core.inference import InferenceOptions, ModelLoadError, available_predictors, baseline_names
+from seg_core.inference import InferenceOptions, ModelLoadError, available_predictors, baseline_names, segment
 from seg_core.matting import soft_matte
 
 APP = str(REPO_ROOT / "streamlit_app.py")
@@ -160,14 +163,14 @@ def test_threshold_is_disabled_for_yes_no_models_on_segment():
 
 def test_threshold_moves_the_mask_without_running_the_model_again_and_says_the_time_is_cached(monkeypatch):
     calls = []
-    original = ui_common.analyse
+    original = ui_common.analyse_compact
 
     def counting(source, predictor, options):
         calls.append((predictor.name, options))
         return original(source, predictor, options)
 
-    monkeypatch.setattr(ui_common, "analyse", counting)
-    ui_common.cached_analysis.clear()
+    monkeypatch.setattr(ui_common, "analyse_compact", counting)
+    process_cache().clear()
     at = open_page("pages/segment.py")
     assert calls == [("unet-best", InferenceOptions())]
     assert metric(at, "Model time").endswith(" ms")
@@ -184,14 +187,14 @@ def test_threshold_moves_the_mask_without_running_the_model_again_and_says_the_t
 
 def test_inference_switches_reach_the_model(monkeypatch):
     seen = []
-    original = ui_common.analyse
+    original = ui_common.analyse_compact
 
     def spying(source, predictor, options):
         seen.append(options)
         return original(source, predictor, options)
 
-    monkeypatch.setattr(ui_common, "analyse", spying)
-    ui_common.cached_analysis.clear()
+    monkeypatch.setattr(ui_common, "analyse_compact", spying)
+    process_cache().clear()
     at = open_page("pages/segment.py")
     assert at.toggle(key="seg_second_look").value and not at.toggle(key="seg_tta").value
     at.toggle(key="seg_second_look").set_value(False)
@@ -420,12 +423,14 @@ def drawn(monkeypatch):
     image.flags.writeable = prob.flags.writeable = False
 
     def fake(source, predictor, options):
-        return analysis_module.Analysis(image, prob, 1.0, time.time(), options)
+        return compact(image, prob, 1.0, time.time(), options)
 
-    monkeypatch.setattr(ui_common, "analyse", fake)
-    ui_common.cached_analysis.clear()
+    monkeypatch.setattr(ui_common, "analyse_compact", fake)
+    # The downloads decode the photo again at full size: the drawn one, too.
+    monkeypatch.setattr(ui_common, "photo_image", lambda photo: image)
+    process_cache().clear()
     yield image
-    ui_common.cached_analysis.clear()
+    process_cache().clear()
 
 
 @pytest.fixture
@@ -491,7 +496,7 @@ def test_measurements_have_a_row_per_butterfly_and_millimetres_with_a_scale(draw
 def test_soft_edges_on_a_colour_give_intermediate_alpha_and_that_colour(downloads, monkeypatch):
     calls = []
     monkeypatch.setattr(ui_common, "soft_matte", lambda *a: calls.append(1) or soft_matte(*a))
-    ui_common._matte.clear()
+    process_cache().clear()
     at = segment_without_truth()
     assert calls == [] and decoded(downloads, "Cut-out PNG").shape[2] == 4
     at.toggle(key="seg_soft").set_value(True)
@@ -533,7 +538,7 @@ def test_refine_runs_only_when_on_and_once_per_threshold(drawn, downloads, monke
     calls = []
     original = analysis_module.refine_edges
     monkeypatch.setattr(analysis_module, "refine_edges", lambda *a: calls.append(1) or original(*a))
-    ui_common._refined_edge.clear()
+    process_cache().clear()
     at = segment_without_truth(measurements=True)
     assert calls == []
     at.toggle(key="seg_refine").set_value(True)
@@ -594,3 +599,45 @@ def test_before_after_opens_on_demand_and_follows_the_slider(drawn):
     at.slider(key="seg_split_0").set_value(100)
     rerun(at)
     assert at.slider(key="seg_split_0").value == 100 and captions(at)[-1] == "Before / after"
+
+
+def test_full_size_mask_download_equals_the_library_mask(downloads):
+    """A photo larger than the screen: shown shrunk, yet the mask download is the library's own full-size mask."""
+    photo = Image.open(SAMPLE.image_path).convert("RGB")
+    big = photo.resize((2600, round(2600 * photo.height / photo.width)))
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG")
+    data = buffer.getvalue()
+    at = use_upload(open_page("pages/segment.py"))
+    at.radio(key="seg_cleanup").set_value("none")
+    at.slider(key="seg_threshold").set_value(0.37)
+    at.file_uploader(key="seg_upload").set_value([("big.png", data, "image/png")])
+    rerun(at)
+    assert "Shown at 2048x" in all_text(at) and metric(at, "Size") == f"{big.width}x{big.height}"
+    _, expected = segment(data, ui_common.get_predictor("unet-best"), 0.37)
+    downloaded = decoded(downloads, "Mask PNG") > 0
+    assert downloaded.shape == expected.shape == (big.height, big.width)
+    assert expected.any() and np.array_equal(downloaded, expected)
+
+
+def test_a_queued_session_is_told_how_many_are_ahead(monkeypatch):
+    """While the admission gate is full, the page shows "n ahead" each time the queue moves."""
+    shown = []
+    original = ui_common.waiting_text
+
+    class Queued:
+        """A gate that keeps every caller waiting behind two others, then one, then admits it."""
+
+        @contextlib.contextmanager
+        def slot(self, cost=1, timeout=None, on_wait=None, poll_s=0.25):
+            for ahead in (2, 1, 0):
+                on_wait(ahead)
+            yield
+
+    monkeypatch.setattr(ui_common, "waiting_text", lambda ahead: shown.append(ahead) or original(ahead))
+    monkeypatch.setattr(ui_common, "process_admission", Queued)
+    process_cache().clear()
+    at = open_page("pages/segment.py")
+    assert shown == [2, 1, 0] and metric(at, "Model time").endswith(" ms")
+    assert original(2) == "Waiting for the server: 2 ahead of you..."
+    assert not [e for e in at.get("info") if "Waiting" in str(e.value)], "the status goes once the photo is done"

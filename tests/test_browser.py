@@ -225,6 +225,19 @@ def test_segment_settings_and_pictures_fit_the_screen(server_url, browser, viewp
     page.screenshot(path=str(ARTIFACTS / f"segment-{viewport['width']}px.png"))
 
 
+CORNER_IS_GREEN = """() => {
+    const img = document.querySelectorAll('[data-testid="stImage"] img')[3];
+    if (!img || !img.complete || !img.naturalWidth) return false;
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext("2d");
+    context.drawImage(img, 0, 0);
+    const [red, green, blue] = context.getImageData(0, 0, 1, 1).data;
+    return red < 10 && green > 245 && blue < 10;
+}"""
+
+
 def test_soft_edges_on_a_colour_give_a_cut_out_download(server_url, browser):
     from playwright.sync_api import expect
 
@@ -240,6 +253,8 @@ def test_soft_edges_on_a_colour_give_a_cut_out_download(server_url, browser):
     page.locator('input[value="#FFFFFF" i]').first.fill("#00FF00")
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
+    # The cut-out on screen (the fourth picture) turns green once the page has rerun with the new colour.
+    page.wait_for_function(CORNER_IS_GREEN, timeout=PAGE_TIMEOUT_MS)
     wait_idle(page)
     button = page.locator('[data-testid="stDownloadButton"]', has_text="Cut-out PNG")
     expect(button).to_be_visible(timeout=PAGE_TIMEOUT_MS)

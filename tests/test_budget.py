@@ -1,6 +1,7 @@
 """The byte-bounded cache: sizes, eviction by bytes, oversize entries, expiry, threads, the setting."""
 
 import random
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -178,3 +179,8 @@ def test_a_zero_budget_stores_nothing():
     cache = ByteCache(0)
     assert cache.get_or_compute("k", lambda: block(1)).size == 1
     assert len(cache) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux only")
+def test_freed_buffers_are_given_back_on_linux():
+    assert budget.give_back_freed_buffers() is True

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from seg_core import memcheck
+from seg_core.analysis import MaskSettings
 from seg_core.catalogue import SAMPLES_DIR
 from seg_core.inference import InferenceOptions
 
@@ -29,7 +30,8 @@ class Half:
 
 def test_a_round_goes_through_the_page_steps(monkeypatch):
     calls = []
-    for step in ("analyse", "finish", "views", "mask_png", "cutout_png"):
+    steps = ("analyse_compact", "finish_compact", "views", "final_mask", "mask_file", "load_image", "cutout_file")
+    for step in steps:
         original = getattr(memcheck, step)
         monkeypatch.setattr(
             memcheck, step, lambda *args, _original=original, _step=step: calls.append(_step) or _original(*args)
@@ -37,8 +39,9 @@ def test_a_round_goes_through_the_page_steps(monkeypatch):
     model = Half()
     photo = sorted((SAMPLES_DIR / "images").glob("*.jpg"))[0].read_bytes()
     sent = memcheck.page_round(photo, model)
-    assert calls == ["analyse", "finish", "views", "mask_png", "cutout_png"]
-    # The page's default inference options reach the model.
+    assert calls == list(steps)
+    # The page's default settings: the tidy clean-up, and its default inference options reach the model.
+    assert MaskSettings(threshold=0.5, tidy=True) == memcheck.SETTINGS
     assert model.options == [InferenceOptions()]
     assert sent > 0
 

@@ -44,23 +44,35 @@ def _settings(args) -> dict:
 # Recipes
 
 
-def test_committed_recipes_are_the_three_committed_models():
-    assert [p.stem for p in RECIPES] == ["unet-bce", "unet-best", "unet-light"]
+STAGE1 = "-stage1"
+
+
+def _card_of(recipe: Path) -> dict:
+    """The card of the run a recipe made: models/<name>/card.json, or models/<name>/stage1/card.json for stage 1."""
+    if recipe.stem.endswith(STAGE1):
+        return json.loads((MODELS_DIR / recipe.stem.removesuffix(STAGE1) / "stage1" / CARD_FILE).read_text())
+    return json.loads((MODELS_DIR / recipe.stem / CARD_FILE).read_text())
+
+
+def test_committed_recipes_are_the_three_committed_models_and_two_first_stages():
+    assert [p.stem for p in RECIPES] == ["unet-bce", "unet-best", "unet-best-stage1", "unet-light", "unet-light-stage1"]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_matches_the_command_in_its_model_card(path):
     """Retraining from the recipe uses the settings that trained the committed model, and the card says so."""
-    card = json.loads((MODELS_DIR / path.stem / CARD_FILE).read_text())
-    assert card.get("recipe_file") == f"recipes/{path.name}"
+    card = _card_of(path)
+    if not path.stem.endswith(STAGE1):
+        assert card.get("recipe_file") == f"recipes/{path.name}"
     from_card = train.parse_args(shlex.split(card["command"])[3:])
     from_recipe = train.parse_args(["--config", str(path)])
-    assert from_recipe.name == path.stem
+    assert from_recipe.name == path.stem.removesuffix(STAGE1)
     assert _settings(from_recipe) == _settings(from_card)
 
 
 def test_options_given_override_the_recipe():
-    args = train.parse_args(["--config", str(train.RECIPES_DIR / "unet-best.toml"), "--epochs", "3", "--lr", "0.1"])
+    recipe = train.RECIPES_DIR / "unet-best-stage1.toml"
+    args = train.parse_args(["--config", str(recipe), "--epochs", "3", "--lr", "0.1"])
     assert (args.epochs, args.lr, args.model, args.augment, args.robust_val) == (3, 0.1, "unet16", "robust", True)
     # Paths in a recipe are read from the repository root, wherever the command runs.
     assert args.init == REPO_ROOT / "models" / "unet-best"
@@ -262,18 +274,18 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
 
 
 def test_a_recipe_file_trains_with_overrides(tmp_path):
-    """The unet-light recipe (fine-tuning, robust augmentation and validation) at 32 px on four photos."""
+    """unet-light's first stage (fine-tuning, robust augmentation and validation) at 32 px on four photos."""
     split_file = _tiny_dataset(tmp_path / "data")
-    recipe = train.RECIPES_DIR / "unet-light.toml"
+    recipe = train.RECIPES_DIR / "unet-light-stage1.toml"
     args = ["--config", str(recipe), "--out-dir", str(tmp_path / "models"), "--data", str(tmp_path / "data")]
     args += ["--split", str(split_file), "--size", "32", "--limit", "4", "--epochs", "1", "--workers", "1"]
     out = train.train(train.parse_args(args))
     assert out == tmp_path / "models" / "unet-light"
     card = json.loads((out / CARD_FILE).read_text())
-    assert card["recipe_file"] == "recipes/unet-light.toml"
+    assert card["recipe_file"] == "recipes/unet-light-stage1.toml"
     assert card["recipe"] == train.load_recipe(recipe)["recipe"]
     assert (card["architecture"], card["input_size"], card["epochs_run"], card["epochs_max"]) == ("unet8", 32, 1, 1)
-    assert (card["augment_preset"], card["robust_validation"], card["time_limit_seconds"]) == ("robust", True, 1800)
+    assert (card["augment_preset"], card["robust_validation"], card["time_limit_seconds"]) == ("robust", True, 1200)
     assert (card["train_photos"], card["val_photos"], card["best_epoch"]) == (4, 4, 1)
     assert card["initial_weights"] == {
         "folder": "models/unet-light",
