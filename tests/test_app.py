@@ -638,6 +638,7 @@ def test_a_queued_session_is_told_how_many_are_ahead(monkeypatch):
     monkeypatch.setattr(ui_common, "process_admission", Queued)
     process_cache().clear()
     at = open_page("pages/segment.py")
-    assert shown == [2, 1, 0] and metric(at, "Model time").endswith(" ms")
+    # Twice: the analysis, then the full-size scoring against the sample's ground truth.
+    assert shown == [2, 1, 0] * 2 and metric(at, "Model time").endswith(" ms")
     assert original(2) == "Waiting for the server: 2 ahead of you..."
     assert not [e for e in at.get("info") if "Waiting" in str(e.value)], "the status goes once the photo is done"
