@@ -151,7 +151,7 @@ def test_a_deep_link_as_the_first_request_gets_the_app_navigation(server_url, br
     # Streamlit's legacy pages/ mode would list "streamlit app" and the file names instead.
     links = nav.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
     assert [text.split("\n")[-1] for text in links] == [spec.title for spec in ui_common.PAGES]
-    assert page.get_by_role("heading", name="Segment photos").count() == 1
+    page.get_by_role("heading", name="Segment photos").wait_for(timeout=PAGE_TIMEOUT_MS)
     assert page.title() == "Wingmask"
     # The wide layout of the entry point's page settings, not the centred default.
     assert page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"] > 900
