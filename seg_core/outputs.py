@@ -11,11 +11,6 @@ from __future__ import annotations
 import io
 import zipfile
 
-import numpy as np
-
-from seg_core.imaging import to_png_bytes
-from seg_core.postprocess import cutout
-
 MASK_SUFFIX = "_mask.png"
 CUTOUT_SUFFIX = "_cutout.png"
 #: Endings that mark a ground-truth mask of a photo with the same stem (Leeds uses ``_seg0``).
@@ -76,16 +71,6 @@ def output_names(photo_names: list[str]) -> list[tuple[str, str]]:
     return names
 
 
-def mask_png(mask: np.ndarray) -> bytes:
-    """The mask as a PNG: white butterfly on black, at the photo's own size."""
-    return to_png_bytes(mask)
-
-
-def cutout_png(image: np.ndarray, mask: np.ndarray) -> bytes:
-    """The butterfly on a transparent background, as an RGBA PNG."""
-    return to_png_bytes(cutout(image, mask))
-
-
 def zip_files(files: list[tuple[str, bytes]]) -> bytes:
     """A ZIP archive of (name, content) pairs, in memory."""
     buffer = io.BytesIO()
@@ -93,15 +78,3 @@ def zip_files(files: list[tuple[str, bytes]]) -> bytes:
         for name, content in files:
             archive.writestr(name, content)
     return buffer.getvalue()
-
-
-def batch_zip(items: list[tuple[tuple[str, str], np.ndarray, np.ndarray]]) -> bytes:
-    """The mask and cut-out of every photo in one ZIP archive.
-
-    Args:
-        items: ((mask file, cut-out file), photo, mask) per photo, names as from :func:`output_names`.
-    """
-    files = []
-    for (mask_name, cutout_name), image, mask in items:
-        files += [(mask_name, mask_png(mask)), (cutout_name, cutout_png(image, mask))]
-    return zip_files(files)

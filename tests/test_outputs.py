@@ -3,9 +3,6 @@
 import io
 import zipfile
 
-import numpy as np
-from PIL import Image
-
 from seg_core import outputs, predict
 
 
@@ -43,17 +40,3 @@ def test_zip_files_round_trip():
     data = outputs.zip_files([("a_mask.png", b"1"), ("a_cutout.png", b"22")])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() == ["a_mask.png", "a_cutout.png"] and archive.read("a_cutout.png") == b"22"
-
-
-def test_batch_zip_holds_a_full_size_mask_and_cutout_per_photo():
-    image = np.full((3, 4, 3), 200, np.uint8)
-    mask = np.zeros((3, 4), bool)
-    mask[1, 1:3] = True
-    data = outputs.batch_zip([(("p_mask.png", "p_cutout.png"), image, mask)])
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert archive.namelist() == ["p_mask.png", "p_cutout.png"]
-        saved_mask = np.asarray(Image.open(io.BytesIO(archive.read("p_mask.png"))))
-        cut = Image.open(io.BytesIO(archive.read("p_cutout.png")))
-    assert saved_mask.shape == (3, 4) and (saved_mask > 0).tolist() == mask.tolist()
-    assert cut.mode == "RGBA" and cut.size == (4, 3)
-    assert (np.asarray(cut)[..., 3] > 0).tolist() == mask.tolist()
