@@ -69,12 +69,18 @@ if not path.is_file():
 table = summary(str(path), path.stat().st_mtime)
 default = table[table["setting"] == "default"]
 models = sorted(default["model"].unique(), key=lambda m: (m != DEFAULT_MODEL, m))
-chosen = st.multiselect("Models", models, default=[m for m in models if m.startswith("unet")] or models)
+chosen = st.multiselect(
+    "Models",
+    models,
+    default=[m for m in models if m.startswith("unet")] or models,
+    key="rob_models",
+    persist_state=ui_common.KEEP,
+)
 order = [rb.CONDITIONS[name].label for name in rb.CONDITIONS]
 if chosen:
-    st.altair_chart(iou_chart(default[default["model"].isin(chosen)], order), use_container_width=True)
+    st.altair_chart(iou_chart(default[default["model"].isin(chosen)], order), width="stretch")
     wide = default[default["model"].isin(chosen)].pivot(index="label", columns="model", values="iou_mean")
-    st.dataframe(wide.reindex(order).style.format("{:.3f}"), use_container_width=True)
+    st.dataframe(wide.reindex(index=order, columns=chosen).style.format("{:.3f}"), width="stretch")
 else:
     st.info("Choose at least one model to chart.")
 
@@ -88,16 +94,18 @@ if not ablation.empty:
     )
     both = table[table["model"] == DEFAULT_MODEL]
     wide = both.pivot(index="label", columns="setting", values=["iou_mean", "iou_p10", "median_ms"])
-    st.dataframe(wide.reindex([o for o in order if o in wide.index]).round(3), use_container_width=True)
+    st.dataframe(wide.reindex([o for o in order if o in wide.index]).round(3), width="stretch")
 
 st.subheader("What each condition looks like")
 ids, _ = rb.sample_pairs()
-index = st.selectbox("Sample photo", range(len(ids)), format_func=lambda i: ids[i])
+index = st.selectbox(
+    "Sample photo", range(len(ids)), format_func=lambda i: ids[i], key="rob_sample", persist_state=ui_common.KEEP
+)
 pictures = examples(index)
 columns = st.columns(4)
 for k, (label, picture) in enumerate(pictures):
     with columns[k % 4]:
-        st.image(picture, caption=label, use_container_width=True)
+        st.image(picture, caption=label, width="stretch")
 with st.expander("Conditions and strengths"):
     st.table(
         pd.DataFrame(

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 import ui_common
 from seg_core import analysis as analysis_module
-from seg_core import annotations, results
+from seg_core import annotations, results, robustness
 from seg_core.budget import process_cache
 from seg_core.catalogue import sample_photos
 from seg_core.compact import compact
@@ -642,3 +642,24 @@ def test_a_queued_session_is_told_how_many_are_ahead(monkeypatch):
     assert shown == [2, 1, 0] * 2 and metric(at, "Model time").endswith(" ms")
     assert original(2) == "Waiting for the server: 2 ahead of you..."
     assert not [e for e in at.get("info") if "Waiting" in str(e.value)], "the status goes once the photo is done"
+
+
+def test_robustness_page_charts_every_condition_for_the_chosen_models():
+    at = open_page("pages/robustness.py")
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == 1
+    table = at.dataframe[0].value
+    assert len(table) == len(robustness.CONDITIONS) and list(table.columns) == ["unet-best", "unet-bce", "unet-light"]
+    assert captions(at) == [c.label for c in robustness.CONDITIONS.values()]
+    at.multiselect(key="rob_models").set_value(["grabcut"])
+    rerun(at)
+    assert list(at.dataframe[0].value.columns) == ["grabcut"]
+    at.multiselect(key="rob_models").set_value([])
+    rerun(at)
+    assert "Choose at least one model" in all_text(at) and not at.get("vega_lite_chart")
+
+
+def test_robustness_page_without_results_says_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(robustness, "ROBUSTNESS_FILE", tmp_path / "robustness_test.csv")
+    at = open_page("pages/robustness.py")
+    assert not at.exception and "python -m seg_core.robustness" in all_text(at)
