@@ -19,7 +19,7 @@ The dashboard's limit is a setting: ``WINGMASK_MAX_JOBS`` (default
 
     gate = process_admission()
     with gate.slot(photo_cost(data), on_wait=lambda ahead: status.info(f"Waiting, {ahead} ahead")):
-        analysis = analyse(data, predictor)
+        analysis = analyse_compact(data, predictor)
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
 """One photo through one model, step by step, as the dashboard and the memory soak run it.
 
-The steps are split by cost. :func:`analyse` decodes the photo and runs the
-model once, keeping everything at full size; :func:`finish` thresholds, cleans
-and scores that probability map at the current settings; :func:`views` makes
-the pictures that are shown, and :func:`before_after` the photo and its
-cut-out joined at a slider's position.
-
-The dashboard keeps far less per photo (issue 13): a
+The steps are split by cost. :func:`seg_core.compact.analyse_compact`
+decodes the photo and runs the model once, keeping only a
 :class:`~seg_core.compact.CompactAnalysis` (probability levels, the photo at
-display size). :func:`finish_compact` makes what the screen shows from it at
-display size, so a slider move never touches a full-size array; full-size
+display size). :func:`finish_compact` thresholds, cleans and scores it at the
+current settings, at display size, so a slider move never touches a full-size array; full-size
 work happens only when a result needs it: :func:`final_mask` (downloads,
 measurements, COCO, scoring), :func:`refined_edge` and the matte behind soft
-edges, all from the photo decoded again. :mod:`seg_core.memcheck` calls the
+edges, all from the photo decoded again. :func:`views` makes the pictures that are
+shown, and :func:`before_after` the photo and its cut-out joined at a
+slider's position. :mod:`seg_core.memcheck` calls the
 same functions, so it measures the Segment page's own code path. The files a
 user downloads are made by the batch CLI's own functions
 (:func:`seg_core.predict.mask_bytes`, :func:`seg_core.predict.cutout_bytes`)
@@ -22,8 +19,7 @@ through :func:`mask_file` and :func:`cutout_file`.
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -31,8 +27,8 @@ import numpy as np
 from seg_core import annotations
 from seg_core.compact import CompactAnalysis, approximate
 from seg_core.cutout import DEFAULT_MARGIN, TRANSPARENT, Background, compose, crop, crop_box
-from seg_core.imaging import ImageSource, InvalidImageError, check_same_size, load_image, load_mask
-from seg_core.inference import InferenceOptions, Predictor, load_predictor, threshold_mask
+from seg_core.imaging import ImageSource, InvalidImageError, check_same_size, load_mask
+from seg_core.inference import Predictor, load_predictor
 from seg_core.matting import Matte
 from seg_core.metrics import all_metrics, confusion
 from seg_core.postprocess import (
@@ -52,54 +48,7 @@ from seg_core.refine import refine_edges
 SPLIT_LINE = (255, 255, 255)
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """A decoded photo and one model's probability map for it (both read-only).
-
-    Attributes:
-        image: the RGB photo at its own size.
-        prob: butterfly probabilities, same height and width.
-        model_ms: wall time of ``predict_proba`` on this photo: preprocessing,
-            the network pass(es) and resizing back to the photo's size,
-            including any wait for another caller of the same model.
-        measured_at: when that time was measured (``time.time()``), so a
-            cached result can say how old its timing is.
-        options: the inference options the map was made with.
-    """
-
-    image: np.ndarray
-    prob: np.ndarray
-    model_ms: float
-    measured_at: float
-    options: InferenceOptions = field(default_factory=InferenceOptions)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """The photo's (height, width)."""
-        return self.prob.shape
-
-
-def analyse(source: ImageSource, predictor: Predictor, options: InferenceOptions | None = None) -> Analysis:
-    """Decode a photo and run a model on it once.
-
-    The arrays are made read-only because the dashboard shares one analysis
-    between reruns and sessions; every later step works on copies.
-
-    Raises:
-        InvalidImageError: the input is not a usable photo.
-    """
-    options = options or InferenceOptions()
-    image = load_image(source)
-    measured_at = time.time()
-    started = time.perf_counter()
-    prob = predictor.predict_proba(image, options)
-    model_ms = (time.perf_counter() - started) * 1000.0
-    image.flags.writeable = False
-    prob.flags.writeable = False
-    return Analysis(image, prob, model_ms, measured_at, options)
-
-
-def is_cached(analysis: Analysis, asked_at: float) -> bool:
+def is_cached(analysis: CompactAnalysis, asked_at: float) -> bool:
     """True when ``analysis`` was measured before ``asked_at`` (``time.time()``), i.e. came from a cache."""
     return analysis.measured_at < asked_at
 
@@ -172,8 +121,8 @@ class Outcome:
     """What one photo produced at the current settings.
 
     Attributes:
-        analysis: the decoded photo and probability map behind it (or their compact form).
-        mask: the final boolean mask, at the photo's size (at display size for a compact analysis).
+        analysis: the compact photo and probabilities behind it.
+        mask: the final boolean mask, at display size.
         scores: every metric of :data:`seg_core.metrics.METRICS` against the
             ground truth, or None without a usable one.
         truth_error: why a given ground truth could not be used, if it could not.
@@ -181,48 +130,11 @@ class Outcome:
             bar, specks), all False when it removed nothing; the size of ``mask``.
     """
 
-    analysis: Analysis | CompactAnalysis
+    analysis: CompactAnalysis
     mask: np.ndarray
     scores: dict[str, float] | None = None
     truth_error: InvalidImageError | None = None
     removed: np.ndarray | None = None
-
-
-def edge_mask(analysis: Analysis, settings: MaskSettings) -> np.ndarray:
-    """The thresholded mask before clean-up, its edge redrawn by GrabCut when ``settings.refine``.
-
-    With ``refine`` this is the slow step (GrabCut at full resolution), so the
-    dashboard caches it and hands it to :func:`finish`.
-    """
-    mask = threshold_mask(analysis.prob, settings.threshold)
-    return refine_edges(analysis.image, mask, analysis.prob) if settings.refine else mask
-
-
-def finish(
-    analysis: Analysis, settings: MaskSettings, truth: ImageSource | None = None, edge: np.ndarray | None = None
-) -> Outcome:
-    """Threshold, refine, clean and (given a ground-truth mask) score one analysed photo.
-
-    A ground truth that cannot be used is reported in the outcome rather than
-    raised, because the photo itself still has its mask.
-
-    Args:
-        analysis: the decoded photo and its probability map.
-        settings: threshold, refine and clean-up.
-        truth: a ground-truth mask to score against, or None.
-        edge: :func:`edge_mask` of the same analysis and settings when already
-            at hand (e.g. cached), so a refined edge is not computed again.
-    """
-    raw = edge_mask(analysis, settings) if edge is None else edge
-    mask = clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)
-    removed = removed_pixels(raw, mask)
-    if truth is None:
-        return Outcome(analysis, mask, removed=removed)
-    try:
-        scores = all_metrics(confusion(mask, load_truth(truth, analysis.image)))
-    except InvalidImageError as exc:
-        return Outcome(analysis, mask, truth_error=exc, removed=removed)
-    return Outcome(analysis, mask, scores, removed=removed)
 
 
 def refined_edge(analysis: CompactAnalysis, image: np.ndarray, threshold: float) -> np.ndarray:
@@ -237,9 +149,9 @@ def refined_edge(analysis: CompactAnalysis, image: np.ndarray, threshold: float)
 def final_mask(analysis: CompactAnalysis, settings: MaskSettings, edge: np.ndarray | None = None) -> np.ndarray:
     """The full-size final mask: thresholded (or ``edge``, the :func:`refined_edge`), then cleaned up.
 
-    What the downloads, the measurements, COCO export and scoring use; equal
-    to :func:`finish` of the full-size analysis on the 0.005 threshold grid
-    (:func:`seg_core.compact.is_exact`), which holds every slider position.
+    What the downloads, the measurements, COCO export and scoring use; on the
+    0.005 threshold grid (:func:`seg_core.compact.is_exact`), which holds every
+    slider position, equal to thresholding the float probability map itself.
     """
     raw = analysis.mask(settings.threshold) if edge is None else edge
     return clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)

@@ -148,7 +148,7 @@ class ByteCache:
     """A thread-safe least-recently-used cache whose entries together stay within ``max_bytes``.
 
     Values are shared, not copied: store read-only arrays (or values nobody
-    modifies), as :func:`seg_core.analysis.analyse` returns them.
+    modifies), as :func:`seg_core.compact.analyse_compact` returns them.
 
     Args:
         max_bytes: the budget; storing an entry evicts least recently used ones until it fits.
