@@ -59,21 +59,10 @@ SAMPLE_PHOTO = REPO_ROOT / "samples" / "images" / "0020008.jpg"
 BATCH = 8
 #: What the runtime and precision columns say for classical baselines.
 BASELINE_RUNTIME, BASELINE_PRECISION = "opencv", "-"
-#: The columns of the printed table (headers and formats: seg_core.labels).
-COLUMNS = [
-    "model",
-    "kind",
-    "runtime",
-    "precision",
-    "default",
-    "parameters",
-    "file_mb",
-    "load_s",
-    "latency_median_ms",
-    "latency_p95_ms",
-    "throughput_batch8_ips",
-    "peak_rss_mb",
-]
+#: The columns of the printed table (headers and formats: seg_core.labels): the
+#: file's columns less those that say where and when the run was, which the
+#: table's caption gives once.
+COLUMNS = [c for c in BENCH_COLUMNS if c not in ("reference", "machine", "cpu_flags", "measured_at")]
 
 
 def reference_predictor(arch: str = REFERENCE_ARCH, **overrides) -> UNetPredictor:
