@@ -276,16 +276,21 @@ def wait_healthy(url: str, server: subprocess.Popen | None, timeout_s: float = S
 
 
 @contextlib.contextmanager
-def streamlit_server(log_path: Path) -> Iterator[tuple[str, int]]:
-    """A fresh ``streamlit run`` of the app on a free loopback port: (url, pid), stopped afterwards."""
+def streamlit_server(
+    log_path: Path, env: dict[str, str] | None = None, start_timeout_s: float = START_TIMEOUT_S
+) -> Iterator[tuple[str, int]]:
+    """A fresh ``streamlit run`` of the app on a free loopback port: (url, pid), stopped afterwards.
+
+    ``env`` replaces the server's environment (default: this process's).
+    """
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
     command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
     with log_path.open("w") as log:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, server)
+            wait_healthy(url, server, start_timeout_s)
             yield url, server.pid
         finally:
             server.terminate()
