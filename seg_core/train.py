@@ -309,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--size", type=int, help="override the input size (tiny test runs)")
     p.add_argument("--limit", type=int, help="use only the first N train and val photos")
-    p.add_argument("--workers", type=int, default=2, help="threads preparing batches")
+    p.add_argument("--workers", type=int, default=2, help="threads (or processes) preparing batches")
+    p.add_argument(
+        "--multiprocessing",
+        action="store_true",
+        help="prepare batches in worker processes instead of threads: the robust augmentation is "
+        "Python-heavy, so threads leave a many-core machine's cores idle",
+    )
     p.add_argument(
         "--time-limit", type=float, help="stop (keeping the best checkpoint) before this many seconds; 0: no limit"
     )
@@ -429,7 +435,7 @@ def train(args: argparse.Namespace) -> Path:
         augment,
         args.seed,
         workers=args.workers,
-        use_multiprocessing=False,
+        use_multiprocessing=args.multiprocessing,
     )
     model = create_model(args.model, **overrides)
     init = None

@@ -19,7 +19,7 @@ from seg_core.inference import MODELS_DIR, UNetPredictor
 SAMPLES = REPO_ROOT / "samples"
 RECIPES = sorted(train.RECIPES_DIR.glob("*.toml"))
 #: Options that say where this machine keeps things, not how a model is trained.
-MACHINE_OPTIONS = ("config", "data", "out_dir", "workers")
+MACHINE_OPTIONS = ("config", "data", "out_dir", "workers", "multiprocessing")
 
 
 def _tiny_dataset(root):
@@ -44,29 +44,42 @@ def _settings(args) -> dict:
 # Recipes
 
 
-STAGE1 = "-stage1"
+STAGES = ("stage1", "stage2")
+
+
+def _model_and_stage(recipe: Path) -> tuple[str, str]:
+    """("unet-best", "stage1") for unet-best-stage1.toml; ("unet-best", "") for a committed model's own recipe."""
+    name, _, stage = recipe.stem.rpartition("-")
+    return (name, stage) if stage in STAGES else (recipe.stem, "")
 
 
 def _card_of(recipe: Path) -> dict:
-    """The card of the run a recipe made: models/<name>/card.json, or models/<name>/stage1/card.json for stage 1."""
-    if recipe.stem.endswith(STAGE1):
-        return json.loads((MODELS_DIR / recipe.stem.removesuffix(STAGE1) / "stage1" / CARD_FILE).read_text())
-    return json.loads((MODELS_DIR / recipe.stem / CARD_FILE).read_text())
+    """The card of the run a recipe made: models/<name>/card.json, or models/<name>/<stage>/card.json for a stage."""
+    name, stage = _model_and_stage(recipe)
+    return json.loads((MODELS_DIR / name / stage / CARD_FILE).read_text())
 
 
-def test_committed_recipes_are_the_three_committed_models_and_two_first_stages():
-    assert [p.stem for p in RECIPES] == ["unet-bce", "unet-best-stage1", "unet-best", "unet-light-stage1", "unet-light"]
+def test_committed_recipes_are_the_three_committed_models_and_their_earlier_stages():
+    assert [p.stem for p in RECIPES] == [
+        "unet-bce",
+        "unet-best-stage1",
+        "unet-best-stage2",
+        "unet-best",
+        "unet-light-stage1",
+        "unet-light-stage2",
+        "unet-light",
+    ]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_matches_the_command_in_its_model_card(path):
     """Retraining from the recipe uses the settings that trained the committed model, and the card says so."""
     card = _card_of(path)
-    if not path.stem.endswith(STAGE1):
+    if not path.stem.endswith("stage1"):
         assert card.get("recipe_file") == f"recipes/{path.name}"
     from_card = train.parse_args(shlex.split(card["command"])[3:])
     from_recipe = train.parse_args(["--config", str(path)])
-    assert from_recipe.name == path.stem.removesuffix(STAGE1)
+    assert from_recipe.name == _model_and_stage(path)[0]
     assert _settings(from_recipe) == _settings(from_card)
 
 
