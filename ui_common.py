@@ -47,7 +47,7 @@ from seg_core.analysis import (
 )
 from seg_core.budget import give_back_freed_buffers, process_cache
 from seg_core.catalogue import model_catalogue, sample_label, sample_photos
-from seg_core.compact import CompactAnalysis, analyse_compact, approximate
+from seg_core.compact import CompactAnalysis, FullLevels, analyse_compact, full_levels
 from seg_core.data import load_species
 from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image
 from seg_core.inference import InferenceOptions, ModelLoadError, Predictor
@@ -233,7 +233,7 @@ def heavy(photo: Photo, show_wait: bool = True):
 
 
 def photo_image(photo: Photo) -> np.ndarray:
-    """``photo`` decoded at full size again (the compact result keeps no full-size photo); caller holds a slot."""
+    """``photo`` decoded at full size (the compact result keeps only a display copy); caller holds a slot."""
     return load_image(photo.data)
 
 
@@ -241,21 +241,41 @@ def _key(what: str, photo: Photo, timed: Timed, *shaping: object) -> tuple:
     return (what, photo.key, timed.model, timed.analysis.options, *shaping)
 
 
-def edge(photo: Photo, timed: Timed, threshold: float) -> np.ndarray:
+def levels(photo: Photo, timed: Timed, image: np.ndarray | None = None) -> FullLevels:
+    """The full-size probability levels of ``photo``, once per photo, model and options.
+
+    A photo no larger than the screen was analysed at full size, so its
+    compact result serves; a larger one is decoded in full (or ``image``, the
+    photo when already decoded) and run through the model again. The caller
+    holds a :func:`heavy` slot.
+    """
+    if timed.analysis.is_full:
+        return timed.analysis.full()
+
+    def compute() -> FullLevels:
+        picture = photo_image(photo) if image is None else image
+        return full_levels(picture, get_predictor(timed.model), timed.analysis.options)
+
+    return process_cache().get_or_compute(_key("levels", photo, timed), compute)
+
+
+def edge(photo: Photo, timed: Timed, threshold: float, image: np.ndarray | None = None) -> np.ndarray:
     """The full-size mask with its edge redrawn by GrabCut, once per photo, model, options and threshold.
 
-    The caller holds a :func:`heavy` slot.
+    The caller holds a :func:`heavy` slot. ``image``: the photo when already decoded.
     """
-    return process_cache().get_or_compute(
-        _key("refined", photo, timed, threshold),
-        lambda: _read_only(refined_edge(timed.analysis, photo_image(photo), threshold)),
-    )
+
+    def compute() -> np.ndarray:
+        picture = photo_image(photo) if image is None else image
+        return _read_only(refined_edge(levels(photo, timed, picture), picture, threshold))
+
+    return process_cache().get_or_compute(_key("refined", photo, timed, threshold), compute)
 
 
-def full_mask(photo: Photo, timed: Timed, settings: MaskSettings) -> np.ndarray:
+def full_mask(photo: Photo, timed: Timed, settings: MaskSettings, image: np.ndarray | None = None) -> np.ndarray:
     """The full-size final mask at ``settings`` (refined when asked for); the caller holds a :func:`heavy` slot."""
-    refined = edge(photo, timed, settings.threshold) if settings.refine else None
-    return final_mask(timed.analysis, settings, refined)
+    refined = edge(photo, timed, settings.threshold, image) if settings.refine else None
+    return final_mask(levels(photo, timed, image), settings, refined)
 
 
 def matte(photo: Photo, timed: Timed, settings: MaskSettings, image: np.ndarray | None = None) -> Matte:
@@ -266,7 +286,8 @@ def matte(photo: Photo, timed: Timed, settings: MaskSettings, image: np.ndarray 
 
     def compute() -> Matte:
         picture = photo_image(photo) if image is None else image
-        made = soft_matte(picture, full_mask(photo, timed, settings), approximate(timed.analysis.levels))
+        full = levels(photo, timed, picture)
+        made = soft_matte(picture, full_mask(photo, timed, settings, picture), full.probabilities())
         _read_only(made.alpha), _read_only(made.foreground)
         return made
 
@@ -294,13 +315,15 @@ def analysis_files(
     photo: Photo, timed: Timed, settings: MaskSettings, output: OutputOptions | None = None
 ) -> tuple[bytes, ...]:
     """The mask PNG and (given ``output``) the cut-out of ``photo``; the caller holds a :func:`heavy` slot."""
-    mask = full_mask(photo, timed, settings)
-    files = (mask_file(timed.analysis, mask),)
+    # A cut-out needs the photo in full anyway: decode it once for the levels too.
+    image = photo_image(photo) if output is not None and not timed.analysis.is_full else None
+    mask = full_mask(photo, timed, settings, image)
+    files = (mask_file(levels(photo, timed, image), mask),)
     if output is None:
         return files
-    image = photo_image(photo)
+    image = photo_image(photo) if image is None else image
     made = matte(photo, timed, settings, image) if output.soft_edges else None
-    return (*files, cutout_file(image, timed.analysis, mask, output, made))
+    return (*files, cutout_file(image, levels(photo, timed, image), mask, output, made))
 
 
 def background_picture(data: bytes) -> np.ndarray:
@@ -411,8 +434,10 @@ class Timed:
             return f"Model time: {predictor.name}'s whole computation on this photo; {when}."
         options = self.analysis.options
         extras = [name for name, on in (("second look", options.second_look), ("TTA", options.tta)) if on]
-        steps = ", ".join(["preprocessing", "network", *extras, "resizing to full size"])
-        return f"Model time: {predictor.name}{runtime_text(predictor)} on this photo ({steps}); {when}."
+        steps = ", ".join(["preprocessing", "network", *extras, "resizing to the photo"])
+        # A photo larger than the screen is analysed from a copy decoded at about screen size.
+        subject = "this photo" if self.analysis.is_full else "a screen-size copy of this photo"
+        return f"Model time: {predictor.name}{runtime_text(predictor)} on {subject} ({steps}); {when}."
 
 
 def runtime_text(predictor: Predictor) -> str:

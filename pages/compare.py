@@ -21,14 +21,16 @@ from seg_core.analysis import load_truth
 from seg_core.imaging import InvalidImageError
 from seg_core.inference import available_predictors
 from seg_core.metrics import all_metrics, confusion
-from seg_core.postprocess import foreground_fraction, overlay, vote_count, vote_map, vote_palette
+from seg_core.postprocess import foreground_fraction, overlay, screen_bytes, vote_count, vote_map, vote_palette
 
 ui_common.require_app_navigation()
 
 PER_ROW = 3
 
 
-def panel(model: str, timed: ui_common.Timed, truth: np.ndarray | None) -> tuple[np.ndarray, dict]:
+def panel(
+    photo: ui_common.Photo, model: str, timed: ui_common.Timed, truth: np.ndarray | None
+) -> tuple[np.ndarray, dict]:
     """One model's threshold slider, overlay and figures; returns its mask at display size and its table row."""
     predictor = ui_common.get_predictor(model)
     st.markdown(f"**{model}**")
@@ -39,7 +41,7 @@ def panel(model: str, timed: ui_common.Timed, truth: np.ndarray | None) -> tuple
     )
     compact = timed.analysis
     mask = compact.shown_mask(threshold)
-    st.image(overlay(compact.shown_image, mask), width="stretch")
+    st.image(screen_bytes(overlay(compact.shown_image, mask)), width="stretch")
     row = {
         "model": model,
         "threshold": "yes/no" if predictor.binary_only else f"{threshold:.2f}",
@@ -49,7 +51,7 @@ def panel(model: str, timed: ui_common.Timed, truth: np.ndarray | None) -> tuple
     }
     line = [f"{timed.time_text()}", f"foreground {labels.fmt('foreground', row['foreground'])}%"]
     if truth is not None:
-        scores = all_metrics(confusion(compact.mask(threshold), truth))
+        scores = all_metrics(confusion(ui_common.levels(photo, timed).mask(threshold), truth))
         row |= {name: scores[name] for name in ("iou", "dice")}
         line += [f"IoU {labels.fmt('iou', row['iou'])}", f"Dice {labels.fmt('dice', row['dice'])}"]
     st.caption(" · ".join(line))
@@ -89,7 +91,8 @@ def vote_section(masks: dict[str, np.ndarray]) -> None:
     votes = vote_count(chosen)
     palette = vote_palette(len(chosen))
     left, right = st.columns([2, 1])
-    left.image(vote_map(chosen), caption="Pixel colour = how many voters call it butterfly", width="stretch")
+    legend = "Pixel colour = how many voters call it butterfly"
+    left.image(screen_bytes(vote_map(chosen)), caption=legend, width="stretch")
     with right:
         st.caption("Voters: " + ", ".join(names))
         shares = [(votes == k).mean() for k in range(len(chosen) + 1)]
@@ -152,7 +155,7 @@ with ui_common.heavy(photo) if truth is not None else contextlib.nullcontext():
     for start in range(0, len(names), PER_ROW):
         for column, model in zip(st.columns(PER_ROW), names[start : start + PER_ROW], strict=False):
             with column, st.container(border=True):
-                masks[model], row = panel(model, results[model], truth)
+                masks[model], row = panel(photo, model, results[model], truth)
                 rows.append(row)
 
 st.subheader("Side by side", anchor=False)

@@ -9,7 +9,7 @@ import streamlit as st
 import ui_common
 from seg_core import robustness as rb
 from seg_core.inference import DEFAULT_MODEL
-from seg_core.postprocess import display_copy, overlay
+from seg_core.postprocess import display_copy, overlay, screen_bytes
 
 ui_common.require_app_navigation()
 
@@ -105,7 +105,7 @@ pictures = examples(index)
 columns = st.columns(4)
 for k, (label, picture) in enumerate(pictures):
     with columns[k % 4]:
-        st.image(picture, caption=label, width="stretch")
+        st.image(screen_bytes(picture), caption=label, width="stretch")
 with st.expander("Conditions and strengths"):
     st.table(
         pd.DataFrame(

@@ -25,7 +25,7 @@ from seg_core.cutout import BLUR, DEFAULT_MARGIN, FORMATS, TRANSPARENT, Backgrou
 from seg_core.imaging import InvalidImageError
 from seg_core.inference import InferenceOptions, ModelLoadError, Predictor, available_predictors
 from seg_core.matting import Matte
-from seg_core.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction
+from seg_core.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction, screen_bytes
 from seg_core.predict import OutputOptions
 
 ui_common.require_app_navigation()
@@ -205,7 +205,8 @@ def process(photo: ui_common.Photo, settings: Settings) -> Result:
                 edge = ui_common.edge(photo, timed, mask.threshold)
         else:
             edge = None
-        outcome = finish_compact(timed.analysis, mask, photo.truth, edge)
+        full = ui_common.levels(photo, timed) if photo.truth is not None or edge is not None else None
+        outcome = finish_compact(timed.analysis, mask, photo.truth, edge, full)
         if not output.soft_edges:
             return Result(outcome, timed)
         with st.spinner("Softening the edges..."):
@@ -240,7 +241,7 @@ def pictures(result: Result, output: OutputOptions) -> None:
     items = list(shown.items())
     for start in range(0, len(items), 2):
         for column, (caption, picture) in zip(st.columns(2), items[start : start + 2], strict=True):
-            column.image(picture, caption=caption, width="stretch")
+            column.image(screen_bytes(picture), caption=caption, width="stretch")
     if outcome.removed is not None and outcome.removed.any():
         share = foreground_fraction(outcome.removed)
         st.caption(f"The clean-up removed {share:.2%} of the photo's pixels from the mask: tinted blue on the overlay.")
@@ -260,7 +261,7 @@ def comparison(result: Result, output: OutputOptions, index: int) -> None:
     )
     outcome = result.outcome
     picture = before_after(outcome.analysis.shown_image, outcome.mask, result.look(output), position / 100)
-    st.image(picture, caption="Before / after", width="stretch")
+    st.image(screen_bytes(picture), caption="Before / after", width="stretch")
 
 
 def measurements(photo: ui_common.Photo, result: Result, settings: Settings) -> None:
@@ -333,7 +334,8 @@ def coco_json(done: list[tuple[ui_common.Photo, Result]], settings: Settings) ->
     for photo, result in done:
         compact = result.timed.analysis
         with ui_common.heavy(photo, show_wait=False):
-            found = coco_instances(compact, ui_common.full_mask(photo, result.timed, settings.mask), settings.polygons)
+            full = ui_common.levels(photo, result.timed)
+            found = coco_instances(full, ui_common.full_mask(photo, result.timed, settings.mask), settings.polygons)
         builder.add_image(photo.name, compact.shape[1], compact.shape[0], found)
     return json.dumps(builder.to_dict())
 

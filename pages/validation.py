@@ -14,7 +14,7 @@ from seg_core import labels, results
 from seg_core.analysis import load_truth
 from seg_core.data import dataset_available, scan_dataset
 from seg_core.inference import DEFAULT_MODEL, InferenceOptions
-from seg_core.postprocess import error_overlay
+from seg_core.postprocess import error_overlay, screen_bytes
 
 ui_common.require_app_navigation()
 
@@ -183,7 +183,8 @@ def gallery(rows: pd.DataFrame, model: str, threshold: float, root: str) -> None
         mask = analysis.shown_mask(threshold)
         name = ui_common.species().get(item.species, {}).get("common", item.species)
         scores = f"IoU {labels.fmt('iou', item.iou)}, Dice {labels.fmt('dice', item.dice)}"
-        column.image(error_overlay(analysis.shown_image, mask, truth), caption=f"{item.image_id} ({name}): {scores}")
+        picture = screen_bytes(error_overlay(analysis.shown_image, mask, truth))
+        column.image(picture, caption=f"{item.image_id} ({name}): {scores}")
 
 
 def scores_section(evaluation: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str], float] | None:

@@ -1,13 +1,14 @@
 """One photo through one model, step by step, as the dashboard and the memory soak run it.
 
 The steps are split by cost. :func:`seg_core.compact.analyse_compact`
-decodes the photo and runs the model once, keeping only a
-:class:`~seg_core.compact.CompactAnalysis` (probability levels, the photo at
-display size). :func:`finish_compact` thresholds, cleans and scores it at the
+decodes the photo at the size shown and runs the model once, keeping only a
+:class:`~seg_core.compact.CompactAnalysis` (the photo and its probability
+levels at display size). :func:`finish_compact` thresholds and cleans it at the
 current settings, at display size, so a slider move never touches a full-size array; full-size
-work happens only when a result needs it: :func:`final_mask` (downloads,
+work happens only when a result needs it, from the photo decoded in full and its
+:func:`seg_core.compact.full_levels`: :func:`final_mask` (downloads,
 measurements, COCO, scoring), :func:`refined_edge` and the matte behind soft
-edges, all from the photo decoded again. :func:`views` makes the pictures that are
+edges. :func:`views` makes the pictures that are
 shown, and :func:`before_after` the photo and its cut-out joined at a
 slider's position. :mod:`seg_core.memcheck` calls the
 same functions, so it measures the Segment page's own code path. The files a
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from seg_core import annotations
-from seg_core.compact import CompactAnalysis, approximate
+from seg_core.compact import CompactAnalysis, FullLevels
 from seg_core.cutout import DEFAULT_MARGIN, TRANSPARENT, Background, compose, crop, crop_box
 from seg_core.imaging import ImageSource, InvalidImageError, check_same_size, load_mask
 from seg_core.inference import Predictor, load_predictor
@@ -137,23 +138,23 @@ class Outcome:
     removed: np.ndarray | None = None
 
 
-def refined_edge(analysis: CompactAnalysis, image: np.ndarray, threshold: float) -> np.ndarray:
-    """The full-size thresholded mask with its edge redrawn by GrabCut on ``image`` (the photo decoded again).
+def refined_edge(full: FullLevels, image: np.ndarray, threshold: float) -> np.ndarray:
+    """The full-size thresholded mask with its edge redrawn by GrabCut on ``image`` (the photo decoded in full).
 
     The slow step behind "refine edges"; the dashboard caches it per photo,
     model, options and threshold.
     """
-    return refine_edges(image, analysis.mask(threshold), approximate(analysis.levels))
+    return refine_edges(image, full.mask(threshold), full.probabilities())
 
 
-def final_mask(analysis: CompactAnalysis, settings: MaskSettings, edge: np.ndarray | None = None) -> np.ndarray:
+def final_mask(full: FullLevels, settings: MaskSettings, edge: np.ndarray | None = None) -> np.ndarray:
     """The full-size final mask: thresholded (or ``edge``, the :func:`refined_edge`), then cleaned up.
 
     What the downloads, the measurements, COCO export and scoring use; on the
     0.005 threshold grid (:func:`seg_core.compact.is_exact`), which holds every
     slider position, equal to thresholding the float probability map itself.
     """
-    raw = analysis.mask(settings.threshold) if edge is None else edge
+    raw = full.mask(settings.threshold) if edge is None else edge
     return clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)
 
 
@@ -162,6 +163,7 @@ def finish_compact(
     settings: MaskSettings,
     truth: ImageSource | None = None,
     edge: np.ndarray | None = None,
+    full: FullLevels | None = None,
 ) -> Outcome:
     """What the screen shows for a compact analysis: the final mask and what the clean-up removed, at display size.
 
@@ -169,7 +171,7 @@ def finish_compact(
     size, cheap on every slider move for any photo size (the clean-up then
     sees the shrunk mask, so on a photo larger than the display it can differ
     from the full-size one by a few edge pixels). With either, the full-size
-    :func:`final_mask` is made, scored, and shrunk for the screen.
+    :func:`final_mask` is made from ``full``, scored, and shrunk for the screen.
 
     Args:
         analysis: the compact analysis.
@@ -177,18 +179,21 @@ def finish_compact(
         truth: a ground-truth mask to score against, or None; one that cannot
             be used is reported in the outcome rather than raised.
         edge: the full-size :func:`refined_edge` at ``settings.threshold``, when refining.
+        full: the photo's full-size levels; required with ``truth`` or ``edge``.
     """
     if truth is None and edge is None:
         raw = analysis.shown_mask(settings.threshold)
         mask = clean_mask(raw, largest_region=settings.largest, holes=settings.holes, tidy=settings.tidy)
         return Outcome(analysis, mask, removed=removed_pixels(raw, mask))
-    raw = analysis.mask(settings.threshold) if edge is None else edge
-    full = final_mask(analysis, settings, raw)
-    shown, removed = analysis.shrink(full), analysis.shrink(removed_pixels(raw, full))
+    if full is None:
+        raise ValueError("scoring against a ground truth or a refined edge needs the full-size levels")
+    raw = full.mask(settings.threshold) if edge is None else edge
+    final = final_mask(full, settings, raw)
+    shown, removed = analysis.shrink(final), analysis.shrink(removed_pixels(raw, final))
     if truth is None:
         return Outcome(analysis, shown, removed=removed)
     try:
-        scores = all_metrics(confusion(full, load_truth(truth, analysis.shape)))
+        scores = all_metrics(confusion(final, load_truth(truth, analysis.shape)))
     except InvalidImageError as exc:
         return Outcome(analysis, shown, truth_error=exc, removed=removed)
     return Outcome(analysis, shown, scores, removed=removed)
@@ -199,25 +204,25 @@ def shown_matte(analysis: CompactAnalysis, matte: Matte) -> Matte:
     return Matte(_shrink(matte.alpha, DISPLAY_MAX_SIDE), _shrink(matte.foreground, DISPLAY_MAX_SIDE))
 
 
-def mask_file(analysis: CompactAnalysis, mask: np.ndarray) -> bytes:
+def mask_file(full: FullLevels, mask: np.ndarray) -> bytes:
     """The mask PNG download of a full-size final mask, with its regions' mean probabilities."""
-    return mask_bytes(mask, approximate(analysis.levels))
+    return mask_bytes(mask, full.probabilities())
 
 
 def cutout_file(
     image: np.ndarray,
-    analysis: CompactAnalysis,
+    full: FullLevels,
     mask: np.ndarray,
     output: OutputOptions,
     matte: Matte | None = None,
 ) -> bytes:
-    """The cut-out download: ``image`` (the photo decoded again) cut out by the full-size final mask."""
-    return cutout_bytes(image, mask, approximate(analysis.levels), output, matte)
+    """The cut-out download: ``image`` (the photo decoded in full) cut out by the full-size final mask."""
+    return cutout_bytes(image, mask, full.probabilities(), output, matte)
 
 
-def coco_instances(analysis: CompactAnalysis, mask: np.ndarray, polygons: bool) -> list[dict]:
+def coco_instances(full: FullLevels, mask: np.ndarray, polygons: bool) -> list[dict]:
     """COCO annotations of a full-size final mask, scored by the probabilities, as ``predict --coco`` makes them."""
-    return annotations.instances(mask, approximate(analysis.levels), with_polygons=polygons)
+    return annotations.instances(mask, full.probabilities(), with_polygons=polygons)
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,17 @@ A 48-megapixel photo costs 144 MB decoded and its float32 probability map
   says whether a threshold is on the grid; off the grid the threshold is
   rounded up to the next grid value. :func:`mismatches` checks it on a
   probability map.
-- **The photo at display size.** :class:`CompactAnalysis` keeps the photo
-  shrunk as :func:`seg_core.postprocess.display_copy` shrinks it, and the
-  levels at that size too, so a slider move redraws without touching the
-  full-size photo. The full-size mask for a download is :meth:`CompactAnalysis.mask`;
-  the full-size cut-out needs the photo decoded again from its upload (the
-  decoded original is not kept).
+- **The photo at display size, analysed there.** :func:`analyse_compact`
+  decodes a large JPEG reduced (:func:`seg_core.imaging.load_image_reduced`),
+  runs the model on that copy and keeps the photo and the levels at the size
+  shown (:class:`CompactAnalysis`), so an upload costs a fraction of a
+  full-size pass and a slider move redraws without touching a full-size array.
+- **Full size on demand.** What leaves the screen (mask and cut-out
+  downloads, measurements, COCO, scores against a ground truth) is made from
+  :func:`full_levels`: the photo decoded in full and the model run on it, as
+  :func:`seg_core.inference.segment` does, so a downloaded mask is the
+  library's own. A photo no larger than the display is analysed at full size
+  once and its levels serve both (:attr:`CompactAnalysis.is_full`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from seg_core.imaging import ImageSource, load_image
+from seg_core.imaging import ImageSource, load_image_reduced
 from seg_core.inference import InferenceOptions, Predictor, threshold_mask
 from seg_core.postprocess import DISPLAY_MAX_SIDE
 
@@ -130,19 +135,38 @@ def shrink_nearest(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class FullLevels:
+    """A photo's probability levels (:func:`quantise`) at its full size: what downloads and scores are made from."""
+
+    levels: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.levels.shape
+
+    def mask(self, threshold: float) -> np.ndarray:
+        """The full-size mask at ``threshold``: ``threshold_mask(prob, threshold)`` on the grid."""
+        return levels_mask(self.levels, threshold)
+
+    def probabilities(self) -> np.ndarray:
+        """Float32 probabilities within 0.0025 of the model's (:func:`approximate`)."""
+        return approximate(self.levels)
+
+
+@dataclass(frozen=True)
 class CompactAnalysis:
-    """One photo through one model, kept small: what the dashboard caches per photo, model and options.
+    """One photo through one model at the size shown: what the dashboard caches per photo, model and options.
 
     Attributes:
-        levels: full-size probability levels (:func:`quantise`), for the downloads.
+        shape: the photo's full (height, width).
         shown_image: the RGB photo at display size (:func:`display_size`).
-        shown_levels: the levels at display size, for the pictures on screen.
-        model_ms: wall time of ``predict_proba`` on the photo.
+        shown_levels: the probability levels at display size.
+        model_ms: wall time of ``predict_proba`` on the analysed copy.
         measured_at: when it was measured (``time.time()``).
         options: the inference options the levels were made with.
     """
 
-    levels: np.ndarray
+    shape: tuple[int, int]
     shown_image: np.ndarray
     shown_levels: np.ndarray
     model_ms: float
@@ -150,21 +174,23 @@ class CompactAnalysis:
     options: InferenceOptions = field(default_factory=InferenceOptions)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """The photo's full (height, width)."""
-        return self.levels.shape
+    def is_full(self) -> bool:
+        """True when the photo was analysed at its full size, so :meth:`full` needs no second pass."""
+        return self.shown_levels.shape == tuple(self.shape)
 
-    def mask(self, threshold: float) -> np.ndarray:
-        """The full-size mask at ``threshold``: ``threshold_mask(prob, threshold)`` on the grid."""
-        return levels_mask(self.levels, threshold)
+    def full(self) -> FullLevels:
+        """The full-size levels of a photo analysed at full size (see :attr:`is_full`)."""
+        if not self.is_full:
+            raise ValueError(f"a {self.shape} photo was analysed at {self.shown_levels.shape}; use full_levels()")
+        return FullLevels(self.shown_levels)
 
     def shown_mask(self, threshold: float) -> np.ndarray:
-        """The mask at display size, equal to shrinking :meth:`mask` as ``display_copy`` does."""
+        """The mask at display size, at ``threshold`` (:func:`levels_mask`)."""
         return levels_mask(self.shown_levels, threshold)
 
     def shrink(self, mask: np.ndarray) -> np.ndarray:
         """A full-size mask (e.g. after clean-up) at the display size, as ``display_copy`` shrinks it."""
-        if mask.shape != self.shape:
+        if mask.shape != tuple(self.shape):
             raise ValueError(f"mask {mask.shape} is not the photo's size {self.shape}")
         return shrink_nearest(mask, self.shown_image.shape[:2])
 
@@ -176,22 +202,27 @@ def compact(
     measured_at: float | None = None,
     options: InferenceOptions | None = None,
     max_side: int = DISPLAY_MAX_SIDE,
+    shape: tuple[int, int] | None = None,
 ) -> CompactAnalysis:
-    """The compact form of a photo and its probability map (arrays read-only, for sharing between sessions)."""
+    """The compact form of a photo (or its reduced copy) and its probability map, arrays read-only.
+
+    Args:
+        image: the analysed RGB photo, at full size or reduced.
+        prob: its probability map, of the same size.
+        shape: the photo's full (height, width); None when ``image`` is full size.
+    """
     if image.shape[:2] != prob.shape:
         raise ValueError(f"image {image.shape[:2]} and probabilities {prob.shape} sizes differ")
-    levels = quantise(prob)
-    size = display_size(prob.shape, max_side)
+    full_shape = tuple(prob.shape) if shape is None else tuple(shape)
+    size = display_size(full_shape, max_side)
     shown_image = image if size == prob.shape else cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     if shown_image is image:
         shown_image = image.copy()
-    shown_levels = shrink_nearest(levels, size)
-    if shown_levels is levels:
-        shown_levels = levels.copy()
-    for array in (levels, shown_image, shown_levels):
+    shown_levels = shrink_nearest(quantise(prob), size)
+    for array in (shown_image, shown_levels):
         array.flags.writeable = False
     return CompactAnalysis(
-        levels,
+        full_shape,
         shown_image,
         shown_levels,
         model_ms,
@@ -200,21 +231,25 @@ def compact(
     )
 
 
-def analyse_compact(
-    source: ImageSource, predictor: Predictor, options: InferenceOptions | None = None
-) -> CompactAnalysis:
-    """Decode a photo, run a model once, and keep only the compact result.
+def full_levels(image: np.ndarray, predictor: Predictor, options: InferenceOptions | None = None) -> FullLevels:
+    """The full-size levels of ``image`` (the photo decoded in full), read-only: one full model pass."""
+    levels = quantise(predictor.predict_proba(image, options or InferenceOptions()))
+    levels.flags.writeable = False
+    return FullLevels(levels)
 
-    The decoded photo and the float32 map are released on return; only the
-    levels and the display copies stay.
+
+def analyse_compact(
+    source: ImageSource, predictor: Predictor, options: InferenceOptions | None = None, max_side: int = DISPLAY_MAX_SIDE
+) -> CompactAnalysis:
+    """Decode a photo at the size shown (reduced when it is larger), run the model once, keep the compact result.
 
     Raises:
         InvalidImageError: the input is not a usable photo.
     """
     options = options or InferenceOptions()
-    image = load_image(source)
+    image, shape = load_image_reduced(source, max_side)
     measured_at = time.time()
     started = time.perf_counter()
     prob = predictor.predict_proba(image, options)
     model_ms = (time.perf_counter() - started) * 1000.0
-    return compact(image, prob, model_ms, measured_at, options)
+    return compact(image, prob, model_ms, measured_at, options, max_side, shape)

@@ -3,12 +3,13 @@
 Each round sends an upload through the functions the Segment page calls, at
 the page's default settings (threshold 0.5, the tidy clean-up, second look on,
 TTA off, the plain transparent PNG cut-out), in an admission slot as the page
-takes one: :func:`seg_core.compact.analyse_compact` (decode, run the model,
-keep the compact result), :func:`seg_core.analysis.finish_compact` (threshold
+takes one: :func:`seg_core.compact.analyse_compact` (decode at display size,
+run the model, keep the compact result), :func:`seg_core.analysis.finish_compact` (threshold
 and clean at display size), :func:`seg_core.analysis.views` (the pictures
 shown, encoded as the browser gets them), then both downloads as the page
-makes them: :func:`seg_core.analysis.final_mask` (full size),
-:func:`seg_core.analysis.mask_file`, the photo decoded again and
+makes them: the photo decoded in full, :func:`seg_core.compact.full_levels`
+(the model at full size, for photos larger than the display),
+:func:`seg_core.analysis.final_mask`, :func:`seg_core.analysis.mask_file` and
 :func:`seg_core.analysis.cutout_file`. The process cache is left out: it would
 answer repeated photos without running the model.
 Resident memory (RSS) is read after the warm-up rounds and at the end; a leak
@@ -33,7 +34,7 @@ from seg_core.admission import photo_cost, process_admission
 from seg_core.analysis import MaskSettings, cutout_file, final_mask, finish_compact, load_warm, mask_file, views
 from seg_core.bench import peak_rss_mb
 from seg_core.catalogue import SAMPLES_DIR
-from seg_core.compact import analyse_compact
+from seg_core.compact import analyse_compact, full_levels
 from seg_core.imaging import load_image, to_png_bytes
 from seg_core.inference import DEFAULT_MODEL, InferenceOptions, ModelLoadError, Predictor
 from seg_core.predict import PLAIN, OutputOptions
@@ -84,8 +85,10 @@ def page_round(
     outcome = finish_compact(compact, settings)
     shown = [to_png_bytes(picture) for picture in views(compact.shown_image, outcome.mask, outcome.removed).values()]
     with gate.slot(photo_cost(data)):
-        mask = final_mask(compact, settings)
-        files = [mask_file(compact, mask), cutout_file(load_image(data), compact, mask, output)]
+        image = load_image(data)
+        full = compact.full() if compact.is_full else full_levels(image, predictor, options or InferenceOptions())
+        mask = final_mask(full, settings)
+        files = [mask_file(full, mask), cutout_file(image, full, mask, output)]
     return sum(len(b) for b in shown + files)
 
 

@@ -18,9 +18,13 @@ REMOVED_COLOUR = (0, 190, 255)
 MIN_REGION_FRACTION = 0.1
 #: ... and enclosed holes under this fraction of it are filled.
 MAX_HOLE_FRACTION = 0.02
-# Browsers show at most a few thousand pixels across; sending four 50-megapixel
-# pictures per photo would cost seconds and gigabytes for nothing.
-DISPLAY_MAX_SIDE = 2048
+# Pictures on screen are at most this many pixels on a side: Streamlit sends
+# images at most 1460 px wide (twice its 730 px content column, for sharp
+# screens) and re-encodes any wider one, so a larger copy would cost decoding,
+# analysis and encoding time, and memory, for pixels nobody sees.
+DISPLAY_MAX_SIDE = 1460
+#: JPEG quality of the pictures sent to the browser (photo-like, no transparency).
+SCREEN_JPEG_QUALITY = 90
 
 
 def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
@@ -333,6 +337,30 @@ def cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def mask_image(mask: np.ndarray) -> np.ndarray:
     """A boolean mask as a grey uint8 picture (0 background, 255 butterfly)."""
     return _as_bool_mask(mask).astype(np.uint8) * 255
+
+
+def screen_bytes(picture: np.ndarray) -> bytes:
+    """A picture encoded for the browser: JPEG for photo-like RGB, fast PNG for masks and transparency.
+
+    Streamlit passes encoded bytes through when they are no wider than it
+    shows; given an array it would encode at full JPEG quality and, above its
+    width, decode, shrink and encode once more (for an RGBA picture, slow PNG
+    twice). Grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4) uint8.
+    """
+    picture = np.asarray(picture)
+    channels = 1 if picture.ndim == 2 else picture.shape[-1]
+    if picture.dtype != np.uint8 or picture.ndim not in (2, 3) or channels not in (1, 3, 4):
+        raise ValueError(f"expected a grey, RGB or RGBA uint8 picture, got {picture.dtype} {picture.shape}")
+    if channels == 3:
+        ok, data = cv2.imencode(
+            ".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, SCREEN_JPEG_QUALITY]
+        )
+    else:
+        bgr = picture if picture.ndim == 2 else cv2.cvtColor(picture, cv2.COLOR_RGBA2BGRA)
+        ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError(f"could not encode a {picture.shape} picture")
+    return data.tobytes()
 
 
 def vote_count(masks: list[np.ndarray]) -> np.ndarray:

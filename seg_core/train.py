@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ RECIPE_KEYS = (
     "augment",
     "no_augment",
     "augment_strength",
+    "grey_chance",
     "robust_val",
     "loss",
     "epochs",
@@ -300,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale every robust transform's chance (below 1: more ordinary-looking samples)",
     )
     p.add_argument(
+        "--grey-chance",
+        type=float,
+        help="chance of a black-and-white sample, instead of the robust preset's (after --augment-strength)",
+    )
+    p.add_argument(
         "--robust-val",
         action="store_true",
         help="also validate on robust-augmented val photos (fixed seed) and keep the best mean IoU",
@@ -426,6 +433,8 @@ def train(args: argparse.Namespace) -> Path:
     y_val = np.stack([resize_mask(m, config.input_size) for m in val_masks])
 
     robust = AugmentConfig.robust(args.augment_strength)
+    if args.grey_chance is not None:
+        robust = dataclasses.replace(robust, p_grey=args.grey_chance)
     augment = None if args.no_augment else (robust if args.augment == "robust" else AugmentConfig())
     seq = TrainSequence(
         train_images,

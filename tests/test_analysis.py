@@ -16,7 +16,7 @@ from seg_core.analysis import (
     views,
 )
 from seg_core.catalogue import sample_photos
-from seg_core.compact import CompactAnalysis, analyse_compact, compact
+from seg_core.compact import CompactAnalysis, analyse_compact, compact, full_levels
 from seg_core.imaging import InvalidImageError, load_image, to_png_bytes
 from seg_core.inference import InferenceOptions, threshold_mask
 from seg_core.metrics import all_metrics, confusion
@@ -52,7 +52,7 @@ def test_analysis_is_read_only_and_passes_the_options_to_the_model():
     assert model.options == [options] and result.options == options
     assert result.shown_levels.shape == result.shown_image.shape[:2] and result.model_ms >= 0
     with pytest.raises(ValueError):
-        result.levels[0, 0] = 1
+        result.shown_levels[0, 0] = 1
     with pytest.raises(ValueError):
         result.shown_image[0, 0] = 0
 
@@ -74,17 +74,17 @@ def test_finish_thresholds_cleans_and_scores():
     result = analyse_compact(photo(), Ramp())
     truth = np.zeros((4, 10), bool)
     truth[:, 5:] = True
-    outcome = finish_compact(result, MaskSettings(threshold=0.5), to_png_bytes(truth))
+    outcome = finish_compact(result, MaskSettings(threshold=0.5), to_png_bytes(truth), full=result.full())
     assert outcome.mask.tolist() == truth.tolist()
     assert outcome.scores["iou"] == 1.0 and outcome.scores["dice"] == 1.0 and outcome.truth_error is None
-    higher = finish_compact(result, MaskSettings(threshold=0.9), to_png_bytes(truth))
+    higher = finish_compact(result, MaskSettings(threshold=0.9), to_png_bytes(truth), full=result.full())
     assert higher.mask.sum() < truth.sum() and higher.scores["iou"] < 1.0
     assert finish_compact(result, MaskSettings()).scores is None
 
 
 def test_a_ground_truth_of_another_size_is_reported_not_raised():
     result = analyse_compact(photo(), Ramp())
-    outcome = finish_compact(result, MaskSettings(), to_png_bytes(np.zeros((3, 3), bool)))
+    outcome = finish_compact(result, MaskSettings(), to_png_bytes(np.zeros((3, 3), bool)), full=result.full())
     assert outcome.scores is None and isinstance(outcome.truth_error, InvalidImageError)
     assert "3x3" in str(outcome.truth_error) and outcome.mask.shape == (4, 10)
     with pytest.raises(InvalidImageError):
@@ -120,7 +120,11 @@ def test_tidy_drops_the_bar_and_the_outcome_says_what_went():
 def test_finish_uses_a_given_edge_instead_of_thresholding():
     edge = np.zeros((40, 60), bool)
     edge[0:4, 0:4] = True
-    assert finish_compact(bar_and_butterfly(), MaskSettings(refine=True), edge=edge).mask.tolist() == edge.tolist()
+    result = bar_and_butterfly()
+    outcome = finish_compact(result, MaskSettings(refine=True), edge=edge, full=result.full())
+    assert outcome.mask.tolist() == edge.tolist()
+    with pytest.raises(ValueError, match="full-size levels"):
+        finish_compact(result, MaskSettings(refine=True), edge=edge)
 
 
 def test_cutout_pair_crops_the_photo_and_the_cut_out_alike():
@@ -155,8 +159,10 @@ def test_compact_outcome_matches_the_full_size_one_and_scores_at_full_size():
     expected_mask = clean_mask(threshold_mask(model.predict_proba(load_image(data)), 0.37), tidy=True)
     expected_scores = all_metrics(confusion(expected_mask, np.ones((30, 2100), bool)))
     # The photo is wider than the display, so the screen gets a shrunk mask and the downloads the full one.
-    assert np.array_equal(final_mask(compact, settings), expected_mask)
-    scored = finish_compact(compact, settings, truth=to_png_bytes(np.full((30, 2100), 255, np.uint8)))
+    full = full_levels(load_image(data), model)
+    assert np.array_equal(final_mask(full, settings), expected_mask)
+    truth = to_png_bytes(np.full((30, 2100), 255, np.uint8))
+    scored = finish_compact(compact, settings, truth=truth, full=full)
     assert scored.scores == expected_scores and scored.mask.shape == compact.shown_image.shape[:2] != (30, 2100)
     assert np.array_equal(scored.mask, compact.shrink(expected_mask))
     shown = finish_compact(compact, settings)
@@ -165,5 +171,6 @@ def test_compact_outcome_matches_the_full_size_one_and_scores_at_full_size():
 
 def test_a_ground_truth_of_another_size_is_reported_for_a_compact_analysis():
     compact = analyse_compact(photo(), Ramp())
-    outcome = finish_compact(compact, MaskSettings(), truth=to_png_bytes(np.zeros((5, 5), np.uint8)))
+    truth = to_png_bytes(np.zeros((5, 5), np.uint8))
+    outcome = finish_compact(compact, MaskSettings(), truth=truth, full=compact.full())
     assert outcome.scores is None and "10x4" in str(outcome.truth_error)

@@ -201,7 +201,7 @@ def test_inference_switches_reach_the_model(monkeypatch):
     at.toggle(key="seg_tta").set_value(True)
     rerun(at)
     assert seen[-1] == InferenceOptions(second_look=False, tta=True)
-    assert "(preprocessing, network, TTA, resizing to full size)" in all_text(at)
+    assert "on this photo (preprocessing, network, TTA, resizing to the photo)" in all_text(at)
 
 
 def test_bad_upload_gets_its_own_error_and_good_ones_still_work():
@@ -613,7 +613,8 @@ def test_full_size_mask_download_equals_the_library_mask(downloads):
     at.slider(key="seg_threshold").set_value(0.37)
     at.file_uploader(key="seg_upload").set_value([("big.png", data, "image/png")])
     rerun(at)
-    assert "Shown at 2048x" in all_text(at) and metric(at, "Size") == f"{big.width}x{big.height}"
+    assert "Shown at 1460x" in all_text(at) and metric(at, "Size") == f"{big.width}x{big.height}"
+    assert "on a screen-size copy of this photo" in all_text(at)
     _, expected = segment(data, ui_common.get_predictor("unet-best"), 0.37)
     downloaded = decoded(downloads, "Mask PNG") > 0
     assert downloaded.shape == expected.shape == (big.height, big.width)

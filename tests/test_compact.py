@@ -13,13 +13,14 @@ from seg_core.compact import (
     approximate,
     compact,
     display_size,
+    full_levels,
     is_exact,
     levels_mask,
     mismatches,
     quantise,
 )
 from seg_core.data import REPO_ROOT
-from seg_core.imaging import load_image
+from seg_core.imaging import load_image, load_image_reduced
 from seg_core.inference import DEFAULT_MODEL, load_predictor, segment, threshold_mask
 from seg_core.postprocess import display_copy
 
@@ -79,7 +80,7 @@ def test_approximate_probabilities_stay_within_half_a_step():
 def test_display_size_matches_display_copy():
     image = np.zeros((3000, 4500, 3), dtype=np.uint8)
     small, _ = display_copy(image, np.zeros((3000, 4500), dtype=bool))
-    assert display_size((3000, 4500)) == small.shape[:2] == (1365, 2048)
+    assert display_size((3000, 4500)) == small.shape[:2] == (973, 1460)
     assert display_size((300, 400)) == (300, 400)
 
 
@@ -91,9 +92,28 @@ def test_the_shown_picture_and_mask_equal_display_copy_of_the_full_size_ones():
     for t in (0.05, 0.5, 0.95):
         small_image, small_mask = display_copy(image, threshold_mask(prob, t))
         assert np.array_equal(result.shown_mask(t), small_mask)
-        assert np.array_equal(result.shrink(result.mask(t)), small_mask)
+        assert np.array_equal(result.shrink(threshold_mask(prob, t)), small_mask)
     assert np.array_equal(result.shown_image, small_image)
-    assert not result.levels.flags.writeable and not result.shown_image.flags.writeable
+    assert result.shape == (2500, 3100) and not result.is_full
+    assert not result.shown_levels.flags.writeable and not result.shown_image.flags.writeable
+    with pytest.raises(ValueError, match="full_levels"):
+        result.full()
+
+
+def test_a_photo_no_larger_than_the_screen_is_its_own_full_size_result():
+    rng = np.random.default_rng(2)
+    prob = rng.random((300, 400), dtype=np.float32)
+    result = compact(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), prob)
+    assert result.is_full and np.array_equal(result.full().levels, quantise(prob))
+    assert np.array_equal(result.full().mask(0.4), threshold_mask(prob, 0.4))
+
+
+def test_a_reduced_copy_keeps_the_full_shape():
+    """A photo analysed from a reduced copy is shown at the size its full shape gives."""
+    image = np.zeros((1000, 1500, 3), dtype=np.uint8)
+    result = compact(image, np.full((1000, 1500), 0.7, np.float32), shape=(4000, 6000))
+    assert result.shape == (4000, 6000) and result.shown_image.shape[:2] == display_size((4000, 6000))
+    assert result.shown_mask(0.5).all() and not result.is_full
 
 
 def test_compact_refuses_a_map_of_another_size():
@@ -106,8 +126,8 @@ def test_a_compact_result_is_a_fraction_of_the_full_one():
     prob = np.zeros((4000, 6000), dtype=np.float32)
     result = compact(image, prob)
     full = image.nbytes + prob.nbytes
-    held = result.levels.nbytes + result.shown_image.nbytes + result.shown_levels.nbytes
-    assert held < full / 4
+    held = result.shown_image.nbytes + result.shown_levels.nbytes
+    assert held < full / 20
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +146,27 @@ def big_photo() -> bytes:
 
 
 def test_the_download_mask_equals_the_library_mask(predictor, big_photo):
-    result = analyse_compact(big_photo, predictor)
+    full = full_levels(load_image(big_photo), predictor)
     for t in (0.05, 0.3, 0.5, 0.72, 0.95):
         image, direct = segment(big_photo, predictor, t)
         assert 0 < direct.mean() < 1, t  # the photo has a butterfly, so the threshold matters
-        assert np.array_equal(result.mask(t), direct), t
-        assert np.array_equal(result.mask(t), direct)
-    assert result.shape == image.shape[:2] and result.shown_image.shape[1] == 2048
+        assert np.array_equal(full.mask(t), direct), t
+    assert not full.levels.flags.writeable
+
+
+def test_the_preview_of_a_big_photo_agrees_with_its_full_size_mask(predictor, big_photo):
+    """The screen shows the model run on a reduced decode; it matches the full-size mask shrunk."""
+    result = analyse_compact(big_photo, predictor)
+    assert result.shape == load_image(big_photo).shape[:2] and result.shown_image.shape[1] == 1460
+    shown, full = result.shown_mask(0.5), result.shrink(full_levels(load_image(big_photo), predictor).mask(0.5))
+    assert (shown & full).sum() / (shown | full).sum() >= 0.98
+
+
+def test_a_big_jpeg_is_decoded_reduced_with_its_full_shape(big_photo):
+    image, shape = load_image_reduced(big_photo, 700)
+    full = load_image(big_photo)
+    assert shape == full.shape[:2] and 700 <= image.shape[1] < full.shape[1]
+    assert load_image_reduced(big_photo, 4000)[0].shape == full.shape
 
 
 def test_the_real_map_gives_the_same_mask_at_every_slider_step(predictor, big_photo):

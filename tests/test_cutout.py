@@ -52,13 +52,15 @@ def test_crop_pads_outside_the_photo_with_edge_colours_and_no_alpha():
     assert not out_alpha[:, :2].any() and out_alpha[4, 5]
 
 
-def test_transparent_background_keeps_colours_and_uses_alpha():
+def test_transparent_background_keeps_visible_colours_and_uses_alpha():
     image, mask = photo_and_mask()
     out = compose(image, mask)
     assert out.shape == (20, 30, 4)
-    assert (out[..., :3] == image).all() and (out[..., 3] == np.where(mask, 255, 0)).all()
+    assert (out[..., :3][mask] == image[mask]).all() and (out[..., 3] == np.where(mask, 255, 0)).all()
+    # Fully transparent pixels carry no colour (smaller, faster PNGs); partly transparent ones keep theirs.
+    assert (out[..., :3][~mask] == 0).all()
     soft = compose(image, np.full((20, 30), 0.5, np.float32))
-    assert (soft[..., 3] == 128).all()
+    assert (soft[..., 3] == 128).all() and (soft[..., :3] == image).all()
 
 
 def test_solid_colour_background_blends_by_alpha():
@@ -99,7 +101,7 @@ def test_make_cutout_crops_then_composes():
     image, mask = photo_and_mask()
     out = make_cutout(image, mask, crop_to_subject=True, margin=0)
     assert out.shape == (8, 18, 4)
-    assert (out[..., :3] == image[4:12, 3:21]).all()
+    assert (out[..., :3][out[..., 3] > 0] == image[4:12, 3:21][out[..., 3] > 0]).all()
     square = make_cutout(image, mask, background=(0, 255, 0), square=True, margin=0)
     assert square.shape == (18, 18, 3) and tuple(square[0, 0]) == (0, 255, 0)
     assert make_cutout(image, np.zeros_like(mask), crop_to_subject=True).shape == (20, 30, 4)

@@ -30,7 +30,7 @@ class Half:
 
 def test_a_round_goes_through_the_page_steps(monkeypatch):
     calls = []
-    steps = ("analyse_compact", "finish_compact", "views", "final_mask", "mask_file", "load_image", "cutout_file")
+    steps = ("analyse_compact", "finish_compact", "views", "load_image", "final_mask", "mask_file", "cutout_file")
     for step in steps:
         original = getattr(memcheck, step)
         monkeypatch.setattr(

@@ -1,8 +1,11 @@
 """Mask clean-up and display pictures on tiny hand-made arrays."""
 
+import io
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from seg_core.postprocess import (
     ERROR_COLOURS,
@@ -19,6 +22,7 @@ from seg_core.postprocess import (
     on_checkerboard,
     overlay,
     removed_pixels,
+    screen_bytes,
     tidy_mask,
     vote_count,
     vote_map,
@@ -247,3 +251,16 @@ def test_overlay_shows_removed_pixels_in_their_own_colour():
     assert tuple(out[10, 10]) == (255, 0, 0) and tuple(out[50, 20]) == (0, 0, 255) and tuple(out[0, 0]) == (0, 0, 0)
     with pytest.raises(ValueError, match="sizes differ"):
         removed_pixels(mask, mask[:3])
+
+
+def test_screen_pictures_are_jpeg_for_photos_and_exact_png_for_masks_and_transparency():
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    shown = Image.open(io.BytesIO(screen_bytes(photo)))
+    assert shown.format == "JPEG" and shown.size == (40, 30) and shown.mode == "RGB"
+    for picture in (mask_image(rng.random((30, 40)) > 0.5), np.dstack([photo, photo[..., 0]])):
+        decoded = Image.open(io.BytesIO(screen_bytes(picture)))
+        assert decoded.format == "PNG" and np.array_equal(np.asarray(decoded), picture)
+    for bad in (photo.astype(np.float32), photo[..., :2], np.zeros((2, 2, 2, 3), np.uint8)):
+        with pytest.raises(ValueError, match="grey, RGB or RGBA"):
+            screen_bytes(bad)

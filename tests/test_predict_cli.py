@@ -72,7 +72,7 @@ def test_writes_masks_and_cutouts_and_reports_bad_files(photos, tmp_path, capsys
         rgba = np.asarray(Image.open(out / f"{photo.stem}_cutout.png"))
         assert rgba.shape == (*mask.shape, 4)
         assert np.array_equal(rgba[..., 3] == 255, mask)
-        assert np.array_equal(rgba[..., :3], load_image(photo))
+        assert np.array_equal(rgba[..., :3][mask], load_image(photo)[mask]) and not rgba[..., :3][~mask].any()
 
 
 def test_second_run_resumes_and_overwrite_redoes(photos, tmp_path, model):
