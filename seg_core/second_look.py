@@ -50,8 +50,12 @@ class SecondLookConfig:
         feather: width of the blend band, as a fraction of the window's shorter side.
     """
 
-    min_gain: float = 1.6
-    margin: float = 0.3
+    # Chosen on the validation photos (never the test split) under the robustness
+    # conditions: against margin 0.3 and gain 1.6, unet-best's per-photo IoU rose
+    # 0.884 -> 0.888 (butterfly small, 4x frame), 0.922 -> 0.933 (two side by side),
+    # 0.918 -> 0.922 (small, 2.5x) and 0.953 -> 0.955 (as taken).
+    min_gain: float = 1.3
+    margin: float = 0.2
     max_regions: int = 4
     min_region: float = 0.0005
     threshold: float = 0.5

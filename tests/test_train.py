@@ -44,7 +44,7 @@ def _settings(args) -> dict:
 # Recipes
 
 
-STAGES = ("stage1", "stage2")
+STAGES = ("stage1", "stage2", "stage3")
 
 
 def _model_and_stage(recipe: Path) -> tuple[str, str]:
@@ -64,6 +64,7 @@ def test_committed_recipes_are_the_three_committed_models_and_their_earlier_stag
         "unet-bce",
         "unet-best-stage1",
         "unet-best-stage2",
+        "unet-best-stage3",
         "unet-best",
         "unet-light-stage1",
         "unet-light-stage2",
