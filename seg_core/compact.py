@@ -218,7 +218,10 @@ def compact(
     shown_image = image if size == prob.shape else cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     if shown_image is image:
         shown_image = image.copy()
-    shown_levels = shrink_nearest(quantise(prob), size)
+    # Nearest neighbour picks whole pixels, so shrinking first and quantising the few
+    # that are kept gives the same levels as quantising every pixel and then shrinking.
+    shown_prob = prob if size == prob.shape else cv2.resize(prob, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    shown_levels = quantise(shown_prob)
     for array in (shown_image, shown_levels):
         array.flags.writeable = False
     return CompactAnalysis(
