@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from seg_core import modelcard, results
@@ -9,7 +11,8 @@ def test_card_without_results_says_how_to_get_them():
     text = modelcard.render(MODELS_DIR / "unet-light", None, None)
     assert text.startswith("# unet-light")
     assert "python -m seg_core.evaluate" in text and "python -m seg_core.bench" in text
-    assert "Command: `python -m seg_core.train --model unet8" in text
+    card = json.loads((MODELS_DIR / "unet-light" / "card.json").read_text())
+    assert card["command"].startswith("python -m seg_core.train ") and f"Command: `{card['command']}`" in text
 
 
 @pytest.mark.parametrize("name", trained_models())
