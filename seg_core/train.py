@@ -409,6 +409,16 @@ def changed_views(images, masks, size: int, seed: int) -> tuple[np.ndarray, np.n
     return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 
 
+def augmentation(args: argparse.Namespace) -> AugmentConfig | None:
+    """The augmentation the options ask for: None, the basic preset, or the robust one (strength, grey chance)."""
+    if args.no_augment:
+        return None
+    if args.augment != "robust":
+        return AugmentConfig()
+    robust = AugmentConfig.robust(args.augment_strength)
+    return robust if args.grey_chance is None else dataclasses.replace(robust, p_grey=args.grey_chance)
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run one training job described by parsed CLI arguments; returns the output folder."""
     keras.utils.set_random_seed(args.seed)
@@ -432,10 +442,7 @@ def train(args: argparse.Namespace) -> Path:
     x_val = np.stack([preprocess(i, config.input_size) for i in val_images])
     y_val = np.stack([resize_mask(m, config.input_size) for m in val_masks])
 
-    robust = AugmentConfig.robust(args.augment_strength)
-    if args.grey_chance is not None:
-        robust = dataclasses.replace(robust, p_grey=args.grey_chance)
-    augment = None if args.no_augment else (robust if args.augment == "robust" else AugmentConfig())
+    augment = augmentation(args)
     seq = TrainSequence(
         train_images,
         train_masks,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from seg_core import train
+from seg_core.augment import AugmentConfig
 from seg_core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, load_config
 from seg_core.data import REPO_ROOT, file_sha256, load_split, write_split
 from seg_core.imaging import load_image
@@ -82,6 +83,16 @@ def test_recipe_matches_the_command_in_its_model_card(path):
     from_recipe = train.parse_args(["--config", str(path)])
     assert from_recipe.name == _model_and_stage(path)[0]
     assert _settings(from_recipe) == _settings(from_card)
+
+
+def test_the_augmentation_follows_the_preset_strength_and_grey_chance():
+    stage4 = train.parse_args(["--config", str(train.RECIPES_DIR / "unet-best.toml")])
+    augment = train.augmentation(stage4)
+    assert augment.p_grey == 0.35 and augment.p_blur == pytest.approx(0.35 * 0.6) and augment.rotate90
+    assert train.augmentation(train.parse_args(["--model", "unet8", "--augment", "robust"])).p_grey == 0.12
+    assert train.augmentation(train.parse_args(["--model", "unet8"])) == AugmentConfig()
+    assert train.augmentation(train.parse_args(["--model", "unet8", "--no-augment"])) is None
+    assert train.parse_args(["--model", "unet8", "--multiprocessing"]).multiprocessing
 
 
 def test_options_given_override_the_recipe():
