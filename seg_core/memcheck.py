@@ -6,7 +6,7 @@ TTA off, the plain transparent PNG cut-out), in an admission slot as the page
 takes one: :func:`seg_core.compact.analyse_compact` (decode at display size,
 run the model, keep the compact result), :func:`seg_core.analysis.finish_compact` (threshold
 and clean at display size), :func:`seg_core.analysis.views` (the pictures
-shown, encoded as the browser gets them), then both downloads as the page
+shown, encoded as the browser gets them: :func:`seg_core.postprocess.screen_bytes`), then both downloads as the page
 makes them: the photo decoded in full, :func:`seg_core.compact.full_levels`
 (the model at full size, for photos larger than the display),
 :func:`seg_core.analysis.final_mask`, :func:`seg_core.analysis.mask_file` and
@@ -35,8 +35,9 @@ from seg_core.analysis import MaskSettings, cutout_file, final_mask, finish_comp
 from seg_core.bench import peak_rss_mb
 from seg_core.catalogue import SAMPLES_DIR
 from seg_core.compact import analyse_compact, full_levels
-from seg_core.imaging import load_image, to_png_bytes
+from seg_core.imaging import load_image
 from seg_core.inference import DEFAULT_MODEL, InferenceOptions, ModelLoadError, Predictor
+from seg_core.postprocess import screen_bytes
 from seg_core.predict import PLAIN, OutputOptions
 
 LIMIT_MB = 100.0
@@ -83,7 +84,7 @@ def page_round(
     with gate.slot(photo_cost(data)):
         compact = analyse_compact(data, predictor, options or InferenceOptions())
     outcome = finish_compact(compact, settings)
-    shown = [to_png_bytes(picture) for picture in views(compact.shown_image, outcome.mask, outcome.removed).values()]
+    shown = [screen_bytes(picture) for picture in views(compact.shown_image, outcome.mask, outcome.removed).values()]
     with gate.slot(photo_cost(data)):
         image = load_image(data)
         full = compact.full() if compact.is_full else full_levels(image, predictor, options or InferenceOptions())
