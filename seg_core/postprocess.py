@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from seg_core.cutout import encode
+
 OVERLAY_COLOUR = (255, 0, 170)
 OVERLAY_ALPHA = 0.45
 OUTLINE_COLOUR = (255, 255, 0)
@@ -177,6 +179,11 @@ def _fill(mask: np.ndarray, limit: float) -> np.ndarray:
     return mask | _select(labels, small) if small.any() else mask.copy()
 
 
+def _check_min_fraction(min_fraction: float) -> None:
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
+
+
 def drop_small_regions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) -> np.ndarray:
     """Drop 8-connected regions smaller than ``min_fraction`` of the largest one.
 
@@ -192,8 +199,7 @@ def drop_small_regions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTI
         A new boolean mask.
     """
     mask = _as_bool_mask(mask)
-    if not 0.0 <= min_fraction <= 1.0:
-        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
+    _check_min_fraction(min_fraction)
     out = np.zeros_like(mask)
     box = _window(mask)
     if box is not None:
@@ -232,8 +238,7 @@ def tidy_mask(
     The two steps share one search for regions (the largest survives the first).
     """
     mask = _as_bool_mask(mask)
-    if not 0.0 <= min_fraction <= 1.0:
-        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
+    _check_min_fraction(min_fraction)
     out = np.zeros_like(mask)
     box = _window(mask)
     if box is not None:
@@ -340,7 +345,9 @@ def mask_image(mask: np.ndarray) -> np.ndarray:
 
 
 def screen_bytes(picture: np.ndarray) -> bytes:
-    """A picture encoded for the browser: JPEG for photo-like RGB, fast PNG for masks and transparency.
+    """A picture encoded for the browser: JPEG for photo-like RGB, PNG for masks and transparency.
+
+    The PNG is written as the downloads are (:func:`seg_core.cutout.encode`, fast zlib level).
 
     Streamlit passes encoded bytes through when they are no wider than it
     shows; given an array it would encode at full JPEG quality and, above its
@@ -351,13 +358,11 @@ def screen_bytes(picture: np.ndarray) -> bytes:
     channels = 1 if picture.ndim == 2 else picture.shape[-1]
     if picture.dtype != np.uint8 or picture.ndim not in (2, 3) or channels not in (1, 3, 4):
         raise ValueError(f"expected a grey, RGB or RGBA uint8 picture, got {picture.dtype} {picture.shape}")
-    if channels == 3:
-        ok, data = cv2.imencode(
-            ".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, SCREEN_JPEG_QUALITY]
-        )
-    else:
-        bgr = picture if picture.ndim == 2 else cv2.cvtColor(picture, cv2.COLOR_RGBA2BGRA)
-        ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if channels != 3:
+        return encode(picture, "png")
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, SCREEN_JPEG_QUALITY]
+    )
     if not ok:
         raise ValueError(f"could not encode a {picture.shape} picture")
     return data.tobytes()
