@@ -61,6 +61,16 @@ def test_the_dashboard_loads_a_model_once_for_concurrent_sessions(monkeypatch):
     assert all(g is model for g in got)
 
 
+def test_loading_a_model_exempts_the_objects_alive_then_from_garbage_collection(monkeypatch):
+    # Streamlit collects garbage after every script run; frozen objects are skipped.
+    frozen = []
+    monkeypatch.setattr(ui_common, "load_warm", lambda name: object())
+    monkeypatch.setattr(ui_common.gc, "freeze", lambda: frozen.append(True))
+    ui_common.get_predictor("freeze-test-model")
+    ui_common.get_predictor("freeze-test-model")  # cached: loaded and frozen once
+    assert frozen == [True]
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not browser_helpers.CHROMIUM.exists(), reason=f"{browser_helpers.CHROMIUM} is not installed")
 def test_five_browsers_upload_at_once_and_all_get_masks(server_url):
