@@ -39,7 +39,7 @@ class InferenceOptions:
 
     Attributes:
         second_look: crop around butterflies that are small in the photo and run
-            the network again on each crop (see :mod:`seg_core.second_look`);
+            the network again on each crop, in four views (see :mod:`seg_core.second_look`);
             photos where the butterfly fills much of the frame are unaffected.
         tta: test-time augmentation: average the network over flips and a
             quarter turn (four passes; best quality, about four times slower).
@@ -167,13 +167,22 @@ class UNetPredictor(Predictor):
             digest = export.folder_digest(self.directory) if self.directory else export.model_digest(self._model)
             try:
                 folder = export.openvino_export(self.name, digest, size, lambda: self.model)
-                self._forward = runtimes.OpenVINORuntime(folder / export.OPENVINO_XML, precision)
+                xml = folder / export.OPENVINO_XML if precision != "int8" else self._int8_model()
+                self._forward = runtimes.OpenVINORuntime(xml, precision)
             except ModelLoadError:
                 raise
             except (export.ExportError, RuntimeError) as exc:  # OpenVINO reports compile failures as RuntimeError
                 raise runtimes.RuntimeUnavailableError(f"model {self.name!r} does not run on openvino: {exc}") from exc
             self.parameters = int(export.read_meta(folder)["parameters"])
         self.runtime, self.precision = runtime, self._forward.precision
+
+    def _int8_model(self) -> Path:
+        """The committed INT8 model of these weights (see :mod:`seg_core.quantize`)."""
+        from seg_core import quantize, runtimes
+
+        if self.directory is None:
+            raise runtimes.PrecisionRefusedError(f"model {self.name!r} has no folder, so no INT8 version")
+        return quantize.int8_model(self.directory)
 
     def warm(self) -> None:
         """Run the network on blank batches of one and four (one look; test-time augmentation's views).
@@ -203,10 +212,11 @@ class UNetPredictor(Predictor):
         options = options or InferenceOptions()
         prob = self.predict_batch([image], options.tta)[0]
         if options.second_look:
-            windows = second_look.find_windows(prob)
+            config = second_look.SecondLookConfig()
+            windows = second_look.find_windows(prob, config)
             if windows:
                 crops = [image[w.slices] for w in windows]
-                prob = second_look.blend(prob, windows, self.predict_batch(crops, options.tta))
+                prob = second_look.blend(prob, windows, self.predict_batch(crops, options.tta or config.crop_tta))
         return prob
 
     def info(self) -> dict:
@@ -249,7 +259,7 @@ def load_predictor(
         models_dir: folder of trained U-Nets (and of their ``precision_check.csv``).
         runtime: ``keras``, ``openvino`` or ``auto``: OpenVINO when installed,
             falling back to Keras when it is not or cannot run the model.
-        precision: ``fp32``, ``bf16`` or ``auto``: the lowest precision that
+        precision: ``fp32``, ``bf16``, ``int8`` or ``auto``: the lowest precision that
             ``precision_check.csv`` verified for these weights on the runtime,
             else FP32 (see :mod:`seg_core.runtimes`). Baselines ignore both.
 

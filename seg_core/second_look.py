@@ -48,6 +48,8 @@ class SecondLookConfig:
         min_region: regions below this fraction of the photo are specks, not butterflies.
         threshold: probability that counts as butterfly when finding regions.
         feather: width of the blend band, as a fraction of the window's shorter side.
+        crop_tta: average each crop's result over flips and a quarter turn (test-time
+            augmentation on the crops only; the first pass stays one view).
     """
 
     # Chosen on the validation photos (never the test split) under the robustness
@@ -62,6 +64,13 @@ class SecondLookConfig:
     min_region: float = 0.0005
     threshold: float = 0.5
     feather: float = 0.12
+    # A crop is an enlarged, softer view of few pixels, where the network is least
+    # sure; averaging four views of it lifted the validation photos' per-photo IoU
+    # for a butterfly small in a 4x frame 0.889 -> 0.896 (worst tenth 0.79 -> 0.81),
+    # 2.5x 0.918 -> 0.926, side by side 0.929 -> 0.933, strong defocus's worst
+    # tenth 0.72 -> 0.76, and cost nothing on photos as taken (0.954). Flips alone
+    # gained half as much. Photos without a second look keep one pass.
+    crop_tta: bool = True
 
 
 def find_windows(prob: np.ndarray, config: SecondLookConfig = SecondLookConfig()) -> list[Window]:

@@ -79,3 +79,22 @@ def test_tta_undoes_each_view_exactly():
     one = predictor.predict_proba(image, InferenceOptions(second_look=False))
     four = predictor.predict_proba(image, InferenceOptions(second_look=False, tta=True))
     np.testing.assert_allclose(one, four, atol=1e-6)
+
+
+def test_crops_are_seen_in_four_views_and_the_first_pass_in_one():
+    config = model_config("unet8", input_size=32)
+    predictor = UNetPredictor.from_model(create_model("unet8", input_size=32), config, "t")
+    sizes = []
+
+    def red_channel(batch):  # bright pixels are "butterfly": one small bright square gets a second look
+        sizes.append(len(batch))
+        return batch[..., :1]
+
+    predictor._forward = red_channel
+    image = np.zeros((320, 480, 3), np.uint8)
+    image[100:140, 200:260] = 255
+    predictor.predict_proba(image, InferenceOptions())
+    assert sl.SecondLookConfig().crop_tta and sizes == [1, 4]
+    sizes.clear()
+    predictor.predict_proba(image, InferenceOptions(second_look=False))
+    assert sizes == [1]
