@@ -44,7 +44,7 @@ $(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
 	$(PIP) -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt requirements-ray.txt | $(BIN)/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt requirements-ray.txt requirements-quantize.txt | $(BIN)/python
 	$(PIP) -r requirements-dev.txt
 	touch $(VENV)/.runtime-installed $@
 

@@ -6,7 +6,9 @@ A runtime is a callable from a float32 batch (N, S, S, 3) to probabilities
 - ``keras``: the Keras model on TensorFlow, the reference (FP32 only);
 - ``openvino``: the model exported to OpenVINO (see :mod:`seg_core.export`),
   FP32 or BF16 (BF16 needs a CPU with AVX512_BF16 or AMX; elsewhere OpenVINO
-  runs FP32 and the predictor says so).
+  runs FP32 and the predictor says so), or INT8: the quantised model
+  committed beside the weights (see :mod:`seg_core.quantize`; fast with
+  AVX512-VNNI or AMX).
 
 ``auto`` picks OpenVINO when it is installed (it is the faster one in
 ``models/bench.csv``), else Keras; and the lowest precision that the committed
@@ -49,13 +51,14 @@ from seg_core.evaluate import format_table
 from seg_core.export import folder_digest
 from seg_core.inference import MODELS_DIR, ModelLoadError, UNetPredictor, threshold_mask, trained_models
 from seg_core.metrics import Confusion, confusion, iou
+from seg_core.quantize import has_int8
 
 AUTO = "auto"
 #: Fastest first, as measured in models/bench.csv.
 RUNTIMES = ("openvino", "keras")
 #: Lowest (fastest) first.
-PRECISIONS = ("bf16", "fp32")
-RUNTIME_PRECISIONS = {"keras": ("fp32",), "openvino": ("bf16", "fp32")}
+PRECISIONS = ("int8", "bf16", "fp32")
+RUNTIME_PRECISIONS = {"keras": ("fp32",), "openvino": ("int8", "bf16", "fp32")}
 CHECK_FILE = "precision_check.csv"
 CHECK_COLUMNS = [
     "model",
@@ -74,7 +77,9 @@ CHECK_COLUMNS = [
 ]
 MIN_AGREEMENT = 0.999
 MAX_IOU_GAP = 0.002
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+#: OpenVINO's inference precision for each precision; an INT8 model runs its
+#: float parts (the kept-float last convolution, the sigmoid) in FP32.
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: CPU flags (from /proc/cpuinfo) that make low-precision inference fast.
 CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_int8", "amx_fp16", "avx512_vnni", "avx512_fp16")
 
@@ -158,7 +163,7 @@ class OpenVINORuntime:
         self._compiled = core.compile_model(core.read_model(str(xml_path)), "CPU", config)
         # What the CPU actually runs: without BF16 hardware OpenVINO keeps FP32.
         effective = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = "bf16" if effective == ov.Type.bf16 else "fp32"
+        self.precision = precision if precision == "int8" else "bf16" if effective == ov.Type.bf16 else "fp32"
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -192,10 +197,16 @@ def read_checks(models_dir: str | os.PathLike = MODELS_DIR) -> pd.DataFrame:
 
 
 def verified_precisions(name: str, digest: str | None, runtime: str, models_dir: str | os.PathLike) -> set[str]:
-    """Precisions that passed the check for these weights (``digest``) on ``runtime``; FP32 always."""
+    """Precisions that passed the check for these weights (``digest``) on ``runtime``; FP32 always.
+
+    INT8 also needs its quantised model beside the weights, made from them.
+    """
     checks = read_checks(models_dir)
     mine = checks[(checks["model"] == name) & (checks["digest"] == digest) & (checks["runtime"] == runtime)]
-    return {"fp32"} | set(mine.loc[mine["passed"], "precision"])
+    verified = {"fp32"} | set(mine.loc[mine["passed"], "precision"])
+    if "int8" in verified and not has_int8(Path(models_dir) / name):
+        verified.discard("int8")
+    return verified
 
 
 def plan(
@@ -276,6 +287,9 @@ def _agreement_rows(
     rows[0] |= {"fg_iou": keras_iou, "passed": True}
     for runtime in available_runtimes():
         for precision in RUNTIME_PRECISIONS[runtime] if runtime != "keras" else ():
+            if precision == "int8" and not has_int8(directory):
+                print(f"{name}: no INT8 version of these weights; skipped", file=sys.stderr)
+                continue
             predictor = UNetPredictor(directory, runtime, precision)
             if predictor.precision != precision:
                 print(f"{name}: {runtime} runs {predictor.precision} here, not {precision}; skipped", file=sys.stderr)
@@ -364,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     shown = table.round({"agreement": 5, "worst_photo_agreement": 4, "fg_iou": 4, "keras_fg_iou": 4})
     columns = ["model", "runtime", "precision", "agreement", "worst_photo_agreement", "fg_iou", "keras_fg_iou"]
     print(format_table(shown, [*columns, "passed"], args.markdown))
+
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from seg_core import export, runtimes
 from seg_core.data import REPO_ROOT
 from seg_core.imaging import load_image
 from seg_core.inference import MODELS_DIR, ModelLoadError, UNetPredictor, load_predictor, threshold_mask
+from seg_core.quantize import has_int8
 from seg_core.runtimes import PrecisionRefusedError, RuntimeUnavailableError, plan
 
 PHOTOS = sorted((REPO_ROOT / "samples" / "images").glob("*.jpg"))[:4]
@@ -54,10 +55,10 @@ def write_checks(models_dir, rows: list[tuple[str, str, str, str, bool]]) -> Non
 def test_each_runtime_predicts_the_keras_masks_on_sample_photos(photos):
     reference = UNetPredictor(COMMITTED, "keras", "fp32")
     expected = [threshold_mask(reference.predict_proba(img)) for img in photos]
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "int8") if has_int8(COMMITTED) else ("fp32", "bf16"):
         predictor = UNetPredictor(COMMITTED, "openvino", precision)
         assert predictor.info()["runtime"] == "openvino"
-        assert predictor.info()["precision"] == (precision if HAS_BF16 else "fp32")
+        assert predictor.info()["precision"] == (precision if HAS_BF16 or precision == "int8" else "fp32")
         for img, mask, path in zip(photos, expected, PHOTOS, strict=True):
             got = threshold_mask(predictor.predict_proba(img))
             assert agreement(got, mask) >= 0.999, f"{precision} {path.name}"
