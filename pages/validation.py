@@ -299,9 +299,10 @@ def latency_section() -> None:
     )
     machines = ", ".join(sorted(bench["machine"].dropna().astype(str).unique()))
     dates = ", ".join(sorted(bench["measured_at"].dropna().astype(str).unique()))
+    photos = ", ".join(sorted(bench["photos"].dropna().astype(str).unique()))
     st.caption(
-        f"One photo at a time, measured on {machines} ({dates}). Pale dots: reference rows (e.g. an untrained "
-        "network) that show cost only."
+        f"One photo at a time (photos: {photos}; the default path with its second look where it triggers), "
+        f"measured on {machines} ({dates}). Pale dots: reference rows (e.g. an untrained network) that show cost only."
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import multiprocessing
 import os
 import platform
@@ -25,7 +26,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,7 +35,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from seg_core.config import WEIGHTS_FILE
-from seg_core.data import REPO_ROOT
+from seg_core.data import (
+    DATA_ENV,
+    REPO_ROOT,
+    SPLITS,
+    DatasetNotFoundError,
+    load_split,
+    resolve_data_dir,
+    scan_dataset,
+    split_samples,
+)
 from seg_core.evaluate import format_table
 from seg_core.export import folder_digest
 from seg_core.imaging import InvalidImageError, load_image
@@ -49,6 +59,7 @@ from seg_core.inference import (
     load_predictor,
     threshold_mask,
 )
+from seg_core.quantize import has_int8
 from seg_core.results import BENCH_COLUMNS, BENCH_FILE
 from seg_core.runtimes import AUTO, RUNTIME_PRECISIONS, RUNTIMES, available_runtimes, cpu_flags, plan
 
@@ -62,7 +73,7 @@ BASELINE_RUNTIME, BASELINE_PRECISION = "opencv", "-"
 #: The columns of the printed table (headers and formats: seg_core.labels): the
 #: file's columns less those that say where and when the run was, which the
 #: table's caption gives once.
-COLUMNS = [c for c in BENCH_COLUMNS if c not in ("reference", "machine", "cpu_flags", "measured_at")]
+COLUMNS = [c for c in BENCH_COLUMNS if c not in ("reference", "photos", "machine", "cpu_flags", "measured_at")]
 
 
 def reference_predictor(arch: str = REFERENCE_ARCH, **overrides) -> UNetPredictor:
@@ -120,7 +131,7 @@ def peak_rss_mb() -> float:
 
 def measure(
     name: str,
-    image_path: str | os.PathLike = SAMPLE_PHOTO,
+    photos: Sequence[str | os.PathLike] = (SAMPLE_PHOTO,),
     repeats: int = 30,
     batch_repeats: int = 5,
     warmup: int = 3,
@@ -131,14 +142,17 @@ def measure(
     """Benchmark one predictor in this process (see :func:`run_benchmarks` for a fresh one).
 
     Latency is end to end from the decoded RGB array to the thresholded mask,
-    after ``warmup`` untimed calls and one untimed batch (graph tracing, caches). Peak RSS is this
-    process's high-water mark, so it is the model's own only in a fresh process.
+    after ``warmup`` untimed calls and one untimed batch (graph tracing, caches).
+    Timed calls go through ``photos`` in turn, each photo at least once, so with
+    many photos the median is the typical photo's (some photos take a second
+    look, most do not). Peak RSS is this process's high-water mark, so it is
+    the model's own only in a fresh process.
 
     Args:
         name: a name from ``available_predictors()`` or ``REFERENCE_NAME``.
-        image_path: the photo to segment.
-        repeats: timed single-photo calls.
-        batch_repeats: timed batches of ``BATCH`` copies of the photo.
+        photos: the photos to segment.
+        repeats: timed single-photo calls (at least one per photo).
+        batch_repeats: timed batches of ``BATCH`` photos (the first ones, repeated if fewer).
         warmup: untimed single-photo calls first (0 also skips the untimed batch).
         models_dir: folder of trained U-Nets.
         runtime, precision: for a U-Net, as :func:`load_predictor` takes them,
@@ -151,7 +165,7 @@ def measure(
     Raises:
         ModelLoadError: unknown or broken model.
     """
-    image = load_image(image_path)
+    images = [load_image(path) for path in photos]
     baseline = name in baseline_names()
     if name == REFERENCE_NAME or (not baseline and runtime == "keras"):
         import keras  # noqa: F401  (the library import is not part of a model's load time)
@@ -163,16 +177,19 @@ def measure(
     else:
         predictor = UNetPredictor(Path(models_dir) / name, runtime, precision)
     load_s = time.perf_counter() - started
+    turn = itertools.cycle(images)
+
     def single() -> None:
-        threshold_mask(predictor.predict_proba(image))
+        threshold_mask(predictor.predict_proba(next(turn)))
 
     def batch() -> None:
-        for prob in predict_many(predictor, [image] * BATCH):
+        for prob in predict_many(predictor, [images[k % len(images)] for k in range(BATCH)]):
             threshold_mask(prob)
 
     run_times(single, warmup)
     run_times(batch, min(warmup, 1))
-    latency_ms = run_times(single, repeats) * 1000.0
+    turn = itertools.cycle(images)  # every photo gets its share of the timed calls
+    latency_ms = run_times(single, max(repeats, len(images))) * 1000.0
     batch_s = run_times(batch, batch_repeats)
     peak = peak_rss_mb()
     parameters, file_mb = model_size(predictor)
@@ -193,6 +210,27 @@ def measure(
     }
 
 
+def split_photos(data_dir: str | os.PathLike | None, split: str) -> list[Path]:
+    """Paths of a dataset split's photos (``models/split.json``), in its order.
+
+    Raises:
+        DatasetNotFoundError: no dataset, or the split selects no photo in it.
+    """
+    scan = scan_dataset(resolve_data_dir(data_dir))
+    samples = split_samples(scan, load_split(), split)
+    if not samples:
+        raise DatasetNotFoundError(f"the {split} split selects no photo in {scan.root}")
+    return [sample.image_path for sample in samples]
+
+
+def photos_label(photos: Sequence[str | os.PathLike]) -> str:
+    """What the ``photos`` column says: the photo's name, or how many photos and the folder they came from."""
+    paths = [Path(p) for p in photos]
+    if len(paths) == 1:
+        return paths[0].name
+    return f"{len(paths)} photos from {paths[0].parent.name}/"
+
+
 def machine_description() -> str:
     """Short text naming the CPU and the cores this process may use."""
     cpu = platform.processor() or platform.machine()
@@ -210,7 +248,8 @@ def jobs(names: list[str], runtimes: list[str], models_dir: str | os.PathLike) -
     """(model, runtime, precision) of every row: each U-Net on each runtime and precision it runs here.
 
     BF16 rows are measured only on a CPU with BF16 instructions (elsewhere
-    OpenVINO would run FP32 and the row would repeat the FP32 one).
+    OpenVINO would run FP32 and the row would repeat the FP32 one), INT8 rows
+    only for models with a current INT8 version (see :mod:`seg_core.quantize`).
     """
     has_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
     unet_runs = [
@@ -227,7 +266,8 @@ def jobs(names: list[str], runtimes: list[str], models_dir: str | os.PathLike) -
         elif name == REFERENCE_NAME:
             rows.append((name, "keras", "fp32"))
         else:
-            rows += [(name, runtime, precision) for runtime, precision in unet_runs]
+            int8 = has_int8(Path(models_dir) / name)
+            rows += [(name, r, p) for r, p in unet_runs if p != "int8" or int8]
     return rows
 
 
@@ -254,24 +294,26 @@ def run_benchmarks(
     repeats: int = 30,
     batch_repeats: int = 5,
     warmup: int = 3,
-    image_path: str | os.PathLike = SAMPLE_PHOTO,
+    photos: Sequence[str | os.PathLike] = (SAMPLE_PHOTO,),
     out: str | os.PathLike = BENCH_FILE,
     reference: bool = True,
     models_dir: str | os.PathLike = MODELS_DIR,
     progress: bool = True,
     runtimes: list[str] | None = None,
+    label: str | None = None,
 ) -> pd.DataFrame:
     """Benchmark each model on each runtime and precision in its own fresh process; write ``out``.
 
     Args:
         models: predictor names (default: every one of ``available_predictors()``).
         repeats, batch_repeats, warmup: see :func:`measure`.
-        image_path: the photo to segment.
+        photos: the photos to segment.
         out: CSV to write (``models/bench.csv`` by default).
         reference: add the random-weight ``unet_classic`` reference row.
         models_dir: folder of trained U-Nets.
         progress: show a progress bar on stderr.
         runtimes: U-Net runtimes to measure (default: every installed one, see :func:`jobs`).
+        label: what the ``photos`` column says (default: :func:`photos_label`).
 
     Returns:
         The rows written, columns ``BENCH_COLUMNS`` of :mod:`seg_core.results`;
@@ -293,12 +335,13 @@ def run_benchmarks(
                 with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                     pool.submit(_prepare_export, name, models_dir).result()
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                args = (name, image_path, repeats, batch_repeats, warmup, models_dir, runtime, precision)
+                args = (name, photos, repeats, batch_repeats, warmup, models_dir, runtime, precision)
                 row = pool.submit(measure, *args).result()
             rows.append(row | {"default": defaults[name] == (row["runtime"], row["precision"])})
     # Each model's default row first: readers that take a model's first row get what the app runs.
     rows.sort(key=lambda row: (names.index(row["model"]), not row["default"]))
     table = pd.DataFrame(rows).assign(
+        photos=label or photos_label(photos),
         machine=machine_description(),
         cpu_flags=" ".join(cpu_flags()) or "none",
         measured_at=datetime.date.today().isoformat(),
@@ -320,7 +363,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed single-photo runs per model (default 30)")
     parser.add_argument("--batch-repeats", type=int, default=5, help=f"timed batches of {BATCH} per model (default 5)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    parser.add_argument("--image", type=Path, default=SAMPLE_PHOTO, help="photo to segment (default: a sample)")
+    parser.add_argument(
+        "--image", nargs="+", type=Path, default=[SAMPLE_PHOTO], help="photo(s) to segment (default: a sample)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="segment this split's photos of the dataset instead (e.g. test: the typical photo)",
+    )
+    parser.add_argument("--data", help=f"Leeds-layout dataset folder for --split (default: ${DATA_ENV} or ../shared)")
     parser.add_argument("--out", type=Path, default=BENCH_FILE, help="CSV to write (default: models/bench.csv)")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="folder of trained U-Nets")
     parser.add_argument("--no-reference", action="store_true", help=f"skip the {REFERENCE_ARCH} reference row")
@@ -334,27 +385,34 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if min(args.repeats, args.batch_repeats) < 1 or args.warmup < 0:
         parser.error("--repeats and --batch-repeats must be at least 1, --warmup at least 0")
+    photos, label = args.image, None
     try:
-        load_image(args.image)
+        if args.split:
+            photos, label = split_photos(args.data, args.split), f"{args.split} split"
+        for path in photos:
+            load_image(path)
     except InvalidImageError as exc:
-        parser.error(f"--image {args.image}: {exc}")
+        parser.error(f"--image {path}: {exc}")
+    except DatasetNotFoundError as exc:
+        parser.error(f"--split {args.split}: {exc}")
     try:
         table = run_benchmarks(
             args.models,
             args.repeats,
             args.batch_repeats,
             args.warmup,
-            args.image,
+            photos,
             args.out,
             not args.no_reference,
             args.models_dir,
             not args.no_progress,
             args.runtimes,
+            label,
         )
     except ModelLoadError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"wrote {args.out}", file=sys.stderr)
-    print(f"{table['machine'].iloc[0]}, {table['measured_at'].iloc[0]}; photo {args.image.name}")
+    print(f"{table['machine'].iloc[0]}, {table['measured_at'].iloc[0]}; photos: {table['photos'].iloc[0]}")
     print(format_table(table, COLUMNS, args.markdown))
     speedup = default_speedup(table)
     if speedup:

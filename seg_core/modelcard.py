@@ -38,7 +38,7 @@ def _speed(bench: pd.DataFrame | None, name: str) -> str:
         return "No benchmark results yet: run `python -m seg_core.bench`.\n"
     b = bench[bench["model"] == name].iloc[0]
     return (
-        f"Single photo, decoded array to mask: median {b['latency_median_ms']:.1f} ms, "
+        f"Single photo ({b['photos']}), decoded array to mask: median {b['latency_median_ms']:.1f} ms, "
         f"p95 {b['latency_p95_ms']:.1f} ms; batch-8 throughput {b['throughput_batch8_ips']:.1f} photos/s; "
         f"load {b['load_s']:.2f} s; peak RSS {b['peak_rss_mb']:.0f} MB ({b['machine']}, {b['measured_at']}).\n"
     )

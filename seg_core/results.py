@@ -53,6 +53,7 @@ BENCH_COLUMNS = [
     "latency_p95_ms",
     "throughput_batch8_ips",
     "peak_rss_mb",
+    "photos",
     "machine",
     "cpu_flags",
     "measured_at",
@@ -135,7 +136,15 @@ def load_bench(path: str | os.PathLike = BENCH_FILE) -> pd.DataFrame:
         ResultsMissingError: the file does not exist.
         ResultsFormatError: it is not CSV or lacks columns.
     """
-    text = {"model": str, "kind": str, "runtime": str, "precision": str, "machine": str, "cpu_flags": str}
+    text = {
+        "model": str,
+        "kind": str,
+        "runtime": str,
+        "precision": str,
+        "machine": str,
+        "cpu_flags": str,
+        "photos": str,
+    }
     df = _read_csv(path, BENCH_COLUMNS, "benchmark", text)
     for column in ("reference", "default"):
         df[column] = df[column].astype(str).str.lower().isin(["true", "1", "yes"])

@@ -15,10 +15,14 @@ from seg_core.bench import (
     jobs,
     main,
     model_size,
+    photos_label,
     reference_predictor,
     run_benchmarks,
+    split_photos,
 )
-from seg_core.inference import UNetPredictor, load_predictor
+from seg_core.data import DatasetNotFoundError
+from seg_core.inference import MODELS_DIR, UNetPredictor, load_predictor
+from seg_core.quantize import has_int8
 from seg_core.results import BENCH_COLUMNS, load_bench
 
 
@@ -30,7 +34,7 @@ def test_benchmark_writes_the_contract_columns(tmp_path):
     row = written.iloc[0]
     assert row["model"] == "otsu" and row["kind"] == "baseline" and not row["reference"]
     assert (row["runtime"], row["precision"], row["default"]) == ("opencv", "-", True)
-    assert row["cpu_flags"] == (" ".join(runtimes.cpu_flags()) or "none")
+    assert row["cpu_flags"] == (" ".join(runtimes.cpu_flags()) or "none") and row["photos"] == SAMPLE_PHOTO.name
     assert row["parameters"] == 0 and row["file_mb"] == 0.0 and row["load_s"] >= 0
     assert 0 < row["latency_median_ms"] <= row["latency_p95_ms"]
     assert row["throughput_batch8_ips"] > 0 and row["peak_rss_mb"] > 0
@@ -45,6 +49,7 @@ def test_jobs_cover_every_runtime_and_precision_the_cpu_runs(monkeypatch, flags)
     rows = jobs(["unet-light", "otsu", REFERENCE_NAME], ["openvino", "keras"], "models")
     unet = [("unet-light", "keras", "fp32"), ("unet-light", "openvino", "fp32")]
     unet += [("unet-light", "openvino", "bf16")] if flags else []
+    unet += [("unet-light", "openvino", "int8")] if has_int8(MODELS_DIR / "unet-light") else []
     assert rows == [*unet, ("otsu", "opencv", "-"), (REFERENCE_NAME, "keras", "fp32")]
     assert jobs(["unet-light"], ["keras"], "models") == [("unet-light", "keras", "fp32")]
 
@@ -95,3 +100,20 @@ def test_cli_help():
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
+
+
+def test_several_photos_are_timed_in_turn_and_named_in_the_photos_column(tmp_path):
+    photos = sorted((SAMPLE_PHOTO.parent).glob("*.jpg"))[:3]
+    out = tmp_path / "bench.csv"
+    table = run_benchmarks(["otsu"], repeats=1, batch_repeats=1, warmup=0, photos=photos, out=out, reference=False)
+    assert table.iloc[0]["photos"] == photos_label(photos) == "3 photos from images/"
+    table = run_benchmarks(["otsu"], 1, 1, 0, photos, out, reference=False, progress=False, label="test split")
+    assert load_bench(out).iloc[0]["photos"] == "test split"
+
+
+def test_split_photos_and_the_cli_need_the_dataset(tmp_path, capsys):
+    with pytest.raises(DatasetNotFoundError):
+        split_photos(tmp_path, "test")
+    with pytest.raises(SystemExit) as exc:
+        main(["--split", "test", "--data", str(tmp_path)])
+    assert exc.value.code == 2 and "--split test" in capsys.readouterr().err
