@@ -25,6 +25,7 @@ from seg_core.inference import (
     trained_models,
 )
 from seg_core.metrics import confusion, iou
+from seg_core.runtimes import RUNTIME_PRECISIONS
 
 PHOTO = REPO_ROOT / "samples" / "images" / "0010010.jpg"
 TRUTH = REPO_ROOT / "samples" / "masks" / "0010010_seg0.png"
@@ -100,7 +101,8 @@ def test_models_lists_every_model_with_scores_latency_and_runtime(client):
     best = next(m for m in models if m["name"] == DEFAULT_MODEL)
     assert best["default"] and best["kind"] == "unet" and best["recipe"]
     assert 0.9 < best["test_iou"] <= 1 and 0.9 < best["test_dice"] <= 1 and best["median_latency_ms"] > 0
-    assert best["loaded"] and best["runtime"].split() in (["keras", "fp32"], ["openvino", "fp32"], ["openvino", "bf16"])
+    runtime, precision = best["runtime"].split()
+    assert best["loaded"] and precision in RUNTIME_PRECISIONS[runtime]
     otsu = next(m for m in models if m["name"] == "otsu")
     assert otsu["kind"] == "baseline" and not otsu["default"] and otsu["runtime"].startswith("opencv ")
     assert sum(m["default"] for m in models) == 1
