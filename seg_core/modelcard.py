@@ -16,7 +16,10 @@ import pandas as pd
 from seg_core import results
 from seg_core.config import CARD_FILE, HISTORY_FILE
 from seg_core.inference import MODELS_DIR, trained_models
+from seg_core.quantize import INT8_DIR, has_int8, int8_folder
+from seg_core.quantize import META_FILE as QUANTIZE_META
 from seg_core.robustness import CONDITIONS, ROBUSTNESS_FILE, load_robustness, summarize
+from seg_core.runtimes import read_checks
 
 CARD_README = "README.md"
 
@@ -38,9 +41,38 @@ def _speed(bench: pd.DataFrame | None, name: str) -> str:
         return "No benchmark results yet: run `python -m seg_core.bench`.\n"
     b = bench[bench["model"] == name].iloc[0]
     return (
-        f"Single photo ({b['photos']}), decoded array to mask: median {b['latency_median_ms']:.1f} ms, "
+        f"Single photo ({b['photos']}), decoded array to mask, on {b['runtime']} {b['precision']} "
+        f"(what `load_predictor` picks here): median {b['latency_median_ms']:.1f} ms, "
         f"p95 {b['latency_p95_ms']:.1f} ms; batch-8 throughput {b['throughput_batch8_ips']:.1f} photos/s; "
         f"load {b['load_s']:.2f} s; peak RSS {b['peak_rss_mb']:.0f} MB ({b['machine']}, {b['measured_at']}).\n"
+    )
+
+
+def _int8(directory: Path) -> str:
+    remake = f"`python -m seg_core.quantize --models {directory.name}`"
+    meta_path = int8_folder(directory) / QUANTIZE_META
+    if not meta_path.is_file():
+        return f"None yet: {remake} makes one; `python -m seg_core.runtimes` checks it.\n"
+    meta = json.loads(meta_path.read_text())
+    state = "made from these weights" if has_int8(directory) else "stale: made from other weights, never used"
+    checks = read_checks(directory.parent)
+    mine = checks[
+        (checks["model"] == directory.name) & (checks["precision"] == "int8") & (checks["digest"] == meta["digest"])
+    ]
+    if mine.empty:
+        check = "not checked yet (`python -m seg_core.runtimes`), so `auto` does not pick it"
+    else:
+        row = mine.iloc[0]
+        verdict = "passed" if row["passed"] else "failed, so `auto` does not pick it"
+        check = (
+            f"{row['split']} split check {verdict}: {row['agreement']:.3%} of pixels agree with Keras FP32, "
+            f"foreground IoU {row['fg_iou']:.4f} against {row['keras_fg_iou']:.4f}"
+        )
+    return (
+        f"`{INT8_DIR}/` ({state}, digest `{meta['digest']}`): NNCF {meta['nncf']} post-training quantisation, "
+        f"{meta['preset']} preset, {meta['bias_correction']} bias correction, calibrated on "
+        f"{meta['calibration_photos']} train photos; kept in float: {', '.join(meta['kept_float'])} "
+        f"(the first and last convolutions); OpenVINO {meta['openvino'].split('-')[0]}; {check}. Remake: {remake}.\n"
     )
 
 
@@ -101,6 +133,8 @@ mean IoU {best["val_mean_iou"]:.4f}
 {_robustness(robust, card["name"])}
 ## Speed
 {_speed(bench, card["name"])}
+## INT8 version
+{_int8(directory)}
 ## Data and licence
 Leeds Butterfly Dataset (Wang, Markert & Everingham, BMVC 2009), research and learning use.
 """

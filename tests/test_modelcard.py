@@ -1,8 +1,9 @@
 import json
+import shutil
 
 import pytest
 
-from seg_core import modelcard, results
+from seg_core import modelcard, quantize, results
 from seg_core.inference import MODELS_DIR, trained_models
 from seg_core.robustness import load_robustness
 
@@ -20,3 +21,18 @@ def test_committed_cards_match_the_committed_results(name):
     text = modelcard.render(MODELS_DIR / name, results.load_eval(), results.load_bench(), load_robustness())
     assert "| small in frame (2.5x) |" in text
     assert (MODELS_DIR / name / modelcard.CARD_README).read_text() == text, "run python -m seg_core.modelcard"
+
+
+def test_the_card_says_how_its_int8_version_was_made_and_whether_it_passed(tmp_path):
+    committed = MODELS_DIR / "unet-light"
+    text = modelcard.render(committed, None, None)
+    meta = json.loads((quantize.int8_folder(committed) / quantize.META_FILE).read_text())
+    assert f"calibrated on {meta['calibration_photos']} train photos" in text and "check passed" in text
+    # A copy without the INT8 folder or the check file: the card says how to make one.
+    copy = tmp_path / "unet-light"
+    copy.mkdir()
+    for name in ("card.json", "config.json", "history.csv"):
+        shutil.copy(committed / name, copy / name)
+    assert "None yet: `python -m seg_core.quantize --models unet-light` makes one" in modelcard.render(copy, None, None)
+    shutil.copytree(quantize.int8_folder(committed), quantize.int8_folder(copy))
+    assert "not checked yet" in modelcard.render(copy, None, None)
