@@ -78,7 +78,7 @@ CHECK_COLUMNS = [
 MIN_AGREEMENT = 0.999
 MAX_IOU_GAP = 0.002
 #: OpenVINO's inference precision for each precision; an INT8 model runs its
-#: float parts (the kept-float last convolution, the sigmoid) in FP32.
+#: float parts (the first and last convolutions, the sigmoid) in FP32.
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: CPU flags (from /proc/cpuinfo) that make low-precision inference fast.
 CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_int8", "amx_fp16", "avx512_vnni", "avx512_fp16")
