@@ -40,10 +40,8 @@ from seg_core.data import (
     REPO_ROOT,
     SPLITS,
     DatasetNotFoundError,
-    load_split,
+    load_split_samples,
     resolve_data_dir,
-    scan_dataset,
-    split_samples,
 )
 from seg_core.evaluate import format_table
 from seg_core.export import folder_digest
@@ -216,10 +214,9 @@ def split_photos(data_dir: str | os.PathLike | None, split: str) -> list[Path]:
     Raises:
         DatasetNotFoundError: no dataset, or the split selects no photo in it.
     """
-    scan = scan_dataset(resolve_data_dir(data_dir))
-    samples = split_samples(scan, load_split(), split)
+    samples = load_split_samples(data_dir, split)
     if not samples:
-        raise DatasetNotFoundError(f"the {split} split selects no photo in {scan.root}")
+        raise DatasetNotFoundError(f"the {split} split selects no photo in {resolve_data_dir(data_dir)}")
     return [sample.image_path for sample in samples]
 
 

@@ -203,6 +203,17 @@ def split_samples(scan: DatasetScan, split: dict[str, list[str]], name: str) -> 
     return [by_id[sid] for sid in split[name] if sid in by_id]
 
 
+def load_split_samples(
+    data_dir: str | os.PathLike | None, split: str, split_file: str | os.PathLike = SPLIT_FILE
+) -> list[Sample]:
+    """The samples of one split found in the dataset folder, in split order (nothing decoded).
+
+    Raises:
+        DatasetNotFoundError: no dataset folder was found.
+    """
+    return split_samples(scan_dataset(resolve_data_dir(data_dir)), load_split(split_file), split)
+
+
 def load_split_photos(
     data_dir: str | os.PathLike | None,
     split: str,
@@ -214,8 +225,7 @@ def load_split_photos(
     Raises:
         DatasetNotFoundError: no dataset folder was found.
     """
-    samples = split_samples(scan_dataset(resolve_data_dir(data_dir)), load_split(split_file), split)
-    return load_pairs(samples[:limit])
+    return load_pairs(load_split_samples(data_dir, split, split_file)[:limit])
 
 
 def main(argv: list[str] | None = None) -> None:
