@@ -167,7 +167,7 @@ class UNetPredictor(Predictor):
             digest = export.folder_digest(self.directory) if self.directory else export.model_digest(self._model)
             try:
                 folder = export.openvino_export(self.name, digest, size, lambda: self.model)
-                xml = folder / export.OPENVINO_XML if precision != "int8" else self._int8_model()
+                xml = folder / export.OPENVINO_XML if precision != "int8" else self._int8_model(digest)
                 self._forward = runtimes.OpenVINORuntime(xml, precision)
             except ModelLoadError:
                 raise
@@ -176,13 +176,13 @@ class UNetPredictor(Predictor):
             self.parameters = int(export.read_meta(folder)["parameters"])
         self.runtime, self.precision = runtime, self._forward.precision
 
-    def _int8_model(self) -> Path:
-        """The committed INT8 model of these weights (see :mod:`seg_core.quantize`)."""
+    def _int8_model(self, digest: str) -> Path:
+        """The committed INT8 model of these weights (``digest``; see :mod:`seg_core.quantize`)."""
         from seg_core import quantize, runtimes
 
         if self.directory is None:
             raise runtimes.PrecisionRefusedError(f"model {self.name!r} has no folder, so no INT8 version")
-        return quantize.int8_model(self.directory)
+        return quantize.int8_model(self.directory, digest)
 
     def warm(self) -> None:
         """Run the network on blank batches of one and four (one look; test-time augmentation's views).

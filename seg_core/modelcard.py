@@ -16,8 +16,7 @@ import pandas as pd
 from seg_core import results
 from seg_core.config import CARD_FILE, HISTORY_FILE
 from seg_core.inference import MODELS_DIR, trained_models
-from seg_core.quantize import INT8_DIR, has_int8, int8_folder
-from seg_core.quantize import META_FILE as QUANTIZE_META
+from seg_core.quantize import INT8_DIR, has_int8, int8_meta
 from seg_core.robustness import CONDITIONS, ROBUSTNESS_FILE, load_robustness, summarize
 from seg_core.runtimes import read_checks
 
@@ -50,10 +49,9 @@ def _speed(bench: pd.DataFrame | None, name: str) -> str:
 
 def _int8(directory: Path) -> str:
     remake = f"`python -m seg_core.quantize --models {directory.name}`"
-    meta_path = int8_folder(directory) / QUANTIZE_META
-    if not meta_path.is_file():
+    meta = int8_meta(directory)
+    if meta is None:
         return f"None yet: {remake} makes one; `python -m seg_core.runtimes` checks it.\n"
-    meta = json.loads(meta_path.read_text())
     state = "made from these weights" if has_int8(directory) else "stale: made from other weights, never used"
     checks = read_checks(directory.parent)
     mine = checks[

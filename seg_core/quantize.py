@@ -45,8 +45,19 @@ def int8_folder(directory: str | os.PathLike) -> Path:
     return Path(directory) / INT8_DIR
 
 
-def int8_model(directory: str | os.PathLike) -> Path:
+def int8_meta(directory: str | os.PathLike) -> dict | None:
+    """The ``quantize.json`` of a model folder's INT8 version (None when there is no readable one)."""
+    try:
+        return json.loads((int8_folder(directory) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def int8_model(directory: str | os.PathLike, digest: str | None = None) -> Path:
     """The INT8 ``model.xml`` made from the weights in ``directory``.
+
+    ``digest`` is :func:`seg_core.export.folder_digest` of ``directory`` when
+    the caller has it already (hashing the weights again costs a read of them).
 
     Raises:
         QuantizeError: there is none, or it was made from other weights.
@@ -54,19 +65,19 @@ def int8_model(directory: str | os.PathLike) -> Path:
     folder = int8_folder(directory)
     name = Path(directory).name
     fix = f"run `python -m seg_core.quantize --models {name}`"
-    try:
-        meta = json.loads((folder / META_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise QuantizeError(f"model {name!r} has no INT8 version; {fix}") from exc
-    if meta.get("digest") != folder_digest(directory) or not (folder / OPENVINO_XML).is_file():
+    meta = int8_meta(directory)
+    if meta is None:
+        raise QuantizeError(f"model {name!r} has no INT8 version; {fix}")
+    current = digest if digest is not None else folder_digest(directory)
+    if meta.get("digest") != current or not (folder / OPENVINO_XML).is_file():
         raise QuantizeError(f"model {name!r}: its INT8 version was made from other weights; {fix}")
     return folder / OPENVINO_XML
 
 
-def has_int8(directory: str | os.PathLike) -> bool:
-    """Whether ``directory`` holds an INT8 version made from its current weights."""
+def has_int8(directory: str | os.PathLike, digest: str | None = None) -> bool:
+    """Whether ``directory`` holds an INT8 version made from its current weights (``digest``: as :func:`int8_model`)."""
     try:
-        int8_model(directory)
+        int8_model(directory, digest)
     except (QuantizeError, OSError):
         return False
     return True

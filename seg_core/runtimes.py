@@ -204,7 +204,7 @@ def verified_precisions(name: str, digest: str | None, runtime: str, models_dir:
     checks = read_checks(models_dir)
     mine = checks[(checks["model"] == name) & (checks["digest"] == digest) & (checks["runtime"] == runtime)]
     verified = {"fp32"} | set(mine.loc[mine["passed"], "precision"])
-    if "int8" in verified and not has_int8(Path(models_dir) / name):
+    if "int8" in verified and not has_int8(Path(models_dir) / name, digest):
         verified.discard("int8")
     return verified
 
@@ -287,7 +287,7 @@ def _agreement_rows(
     rows[0] |= {"fg_iou": keras_iou, "passed": True}
     for runtime in available_runtimes():
         for precision in RUNTIME_PRECISIONS[runtime] if runtime != "keras" else ():
-            if precision == "int8" and not has_int8(directory):
+            if precision == "int8" and not has_int8(directory, base["digest"]):
                 print(f"{name}: no INT8 version of these weights; skipped", file=sys.stderr)
                 continue
             predictor = UNetPredictor(directory, runtime, precision)
