@@ -18,7 +18,7 @@ from seg_core.config import CARD_FILE, HISTORY_FILE
 from seg_core.inference import MODELS_DIR, trained_models
 from seg_core.quantize import INT8_DIR, has_int8, int8_meta
 from seg_core.robustness import CONDITIONS, ROBUSTNESS_FILE, load_robustness, summarize
-from seg_core.runtimes import read_checks
+from seg_core.runtimes import checks_of
 
 CARD_README = "README.md"
 
@@ -53,10 +53,7 @@ def _int8(directory: Path) -> str:
     if meta is None:
         return f"None yet: {remake} makes one; `python -m seg_core.runtimes` checks it.\n"
     state = "made from these weights" if has_int8(directory) else "stale: made from other weights, never used"
-    checks = read_checks(directory.parent)
-    mine = checks[
-        (checks["model"] == directory.name) & (checks["precision"] == "int8") & (checks["digest"] == meta["digest"])
-    ]
+    mine = checks_of(directory.name, meta["digest"], "int8", directory.parent)
     if mine.empty:
         check = "not checked yet (`python -m seg_core.runtimes`), so `auto` does not pick it"
     else:

@@ -247,10 +247,15 @@ def plan(
     return pairs
 
 
+def checks_of(name: str, digest: str | None, precision: str, models_dir: str | os.PathLike) -> pd.DataFrame:
+    """The check rows of a model's weights (``digest``) at ``precision``, on any runtime."""
+    checks = read_checks(models_dir)
+    return checks[(checks["model"] == name) & (checks["digest"] == digest) & (checks["precision"] == precision)]
+
+
 def _refusal(name: str, digest: str | None, precision: str, models_dir: str | os.PathLike) -> str:
     """Why ``precision`` is not verified: the failed check's figures, or that there was none."""
-    checks = read_checks(models_dir)
-    failed = checks[(checks["model"] == name) & (checks["digest"] == digest) & (checks["precision"] == precision)]
+    failed = checks_of(name, digest, precision, models_dir)
     fix = f"run `python -m seg_core.runtimes --models {name}` to check it, or ask for fp32"
     if failed.empty:
         return f"it was never checked for these weights; {fix}"
