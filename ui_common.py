@@ -2,10 +2,10 @@
 
 Caches here are process-wide, so every page and every session share one
 loaded model per name and one compact result per (photo, model, options).
-Results live in :func:`seg_core.budget.process_cache`, bounded by bytes
+Results live in :func:`seg_core.service.budget.process_cache`, bounded by bytes
 (``WINGMASK_CACHE_MB``), and the heavy work behind them (decoding, the
 network, full-size masks, refined edges, mattes, downloads) runs in a slot of
-:func:`seg_core.admission.process_admission` (``WINGMASK_MAX_JOBS``), so a
+:func:`seg_core.service.admission.process_admission` (``WINGMASK_MAX_JOBS``), so a
 burst of big uploads waits in order, each session told how many are ahead.
 
 Every setting widget keeps its value for the whole session
@@ -33,9 +33,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from seg_core import labels, outputs
-from seg_core.admission import photo_cost, process_admission
-from seg_core.analysis import (
+from seg_core.core import labels
+from seg_core.core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image
+from seg_core.data.leeds import load_species
+from seg_core.evaluation.results import ResultsFormatError, ResultsMissingError, load_bench, load_eval
+from seg_core.outputs import files as outputs
+from seg_core.outputs.compact import CompactAnalysis, FullLevels, analyse_compact, full_levels
+from seg_core.outputs.matting import Matte, soft_matte
+from seg_core.runtime.base import InferenceOptions, ModelLoadError, Predictor
+from seg_core.runtime.catalogue import model_catalogue, sample_label, sample_photos
+from seg_core.service.admission import photo_cost, process_admission
+from seg_core.service.analysis import (
     MaskSettings,
     age_text,
     cutout_file,
@@ -46,15 +54,8 @@ from seg_core.analysis import (
     mask_file,
     refined_edge,
 )
-from seg_core.budget import give_back_freed_buffers, process_cache
-from seg_core.catalogue import model_catalogue, sample_label, sample_photos
-from seg_core.compact import CompactAnalysis, FullLevels, analyse_compact, full_levels
-from seg_core.data import load_species
-from seg_core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image
-from seg_core.inference import InferenceOptions, ModelLoadError, Predictor
-from seg_core.matting import Matte, soft_matte
-from seg_core.predict import OutputOptions
-from seg_core.results import ResultsFormatError, ResultsMissingError, load_bench, load_eval
+from seg_core.service.batch import OutputOptions
+from seg_core.service.budget import give_back_freed_buffers, process_cache
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ def _column(name: str):
     return st.column_config.Column(label.text, help=label.help or None)
 
 
-#: Column headers and number formats for every results table, from the one table in seg_core.labels.
+#: Column headers and number formats for every results table, from the one table in seg_core.core.labels.
 COLUMNS = {name: _column(name) for name in labels.LABELS}
 
 

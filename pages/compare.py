@@ -15,13 +15,13 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core import labels
-from seg_core.agreement import dispute_share, pairwise_iou, voters
-from seg_core.analysis import load_truth
-from seg_core.imaging import InvalidImageError
-from seg_core.inference import available_predictors
-from seg_core.metrics import all_metrics, confusion
-from seg_core.postprocess import foreground_fraction, overlay, screen_bytes, vote_count, vote_map, vote_palette
+from seg_core.core import labels
+from seg_core.core.imaging import InvalidImageError
+from seg_core.core.metrics import all_metrics, confusion
+from seg_core.evaluation.agreement import dispute_share, pairwise_iou, voters
+from seg_core.outputs.postprocess import foreground_fraction, overlay, screen_bytes, vote_count, vote_map, vote_palette
+from seg_core.runtime.registry import available_predictors
+from seg_core.service.analysis import load_truth
 
 ui_common.require_app_navigation()
 

@@ -3,8 +3,8 @@
 import streamlit as st
 
 import ui_common
-from seg_core.data import load_split
-from seg_core.results import BENCH_FILE, EVAL_TEST_FILE, PER_IMAGE, model_table
+from seg_core.data.leeds import load_split
+from seg_core.evaluation.results import BENCH_FILE, EVAL_TEST_FILE, PER_IMAGE, model_table
 
 ui_common.require_app_navigation()
 

@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core import robustness as rb
-from seg_core.inference import DEFAULT_MODEL
-from seg_core.postprocess import display_copy, overlay, screen_bytes
+from seg_core.evaluation import robustness as rb
+from seg_core.outputs.postprocess import display_copy, overlay, screen_bytes
+from seg_core.runtime.base import DEFAULT_MODEL
 
 ui_common.require_app_navigation()
 

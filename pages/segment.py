@@ -10,8 +10,16 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core import annotations, labels, outputs
-from seg_core.analysis import (
+from seg_core.core import labels
+from seg_core.core.imaging import InvalidImageError
+from seg_core.outputs import annotations
+from seg_core.outputs import files as outputs
+from seg_core.outputs.cutout import BLUR, DEFAULT_MARGIN, FORMATS, TRANSPARENT, Background, parse_background
+from seg_core.outputs.matting import Matte
+from seg_core.outputs.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction, screen_bytes
+from seg_core.runtime.base import InferenceOptions, ModelLoadError, Predictor
+from seg_core.runtime.registry import available_predictors
+from seg_core.service.analysis import (
     Look,
     MaskSettings,
     Outcome,
@@ -21,12 +29,7 @@ from seg_core.analysis import (
     shown_matte,
     views,
 )
-from seg_core.cutout import BLUR, DEFAULT_MARGIN, FORMATS, TRANSPARENT, Background, parse_background
-from seg_core.imaging import InvalidImageError
-from seg_core.inference import InferenceOptions, ModelLoadError, Predictor, available_predictors
-from seg_core.matting import Matte
-from seg_core.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction, screen_bytes
-from seg_core.predict import OutputOptions
+from seg_core.service.batch import OutputOptions
 
 ui_common.require_app_navigation()
 
@@ -326,7 +329,7 @@ def downloads(photo: ui_common.Photo, result: Result, names: tuple[str, str], se
 
 
 def coco_json(done: list[tuple[ui_common.Photo, Result]], settings: Settings) -> str:
-    """One COCO instances file for the photos on the page, built as ``seg_core.predict --coco`` builds it.
+    """One COCO instances file for the photos on the page, built as ``seg_core.service.batch --coco`` builds it.
 
     Made from each photo's full-size final mask, one photo at a time in an admission slot.
     """

@@ -10,11 +10,12 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core import labels, results
-from seg_core.analysis import load_truth
-from seg_core.data import dataset_available, scan_dataset
-from seg_core.inference import DEFAULT_MODEL, InferenceOptions
-from seg_core.postprocess import error_overlay, screen_bytes
+from seg_core.core import labels
+from seg_core.data.leeds import dataset_available, scan_dataset
+from seg_core.evaluation import results
+from seg_core.outputs.postprocess import error_overlay, screen_bytes
+from seg_core.runtime.base import DEFAULT_MODEL, InferenceOptions
+from seg_core.service.analysis import load_truth
 
 ui_common.require_app_navigation()
 

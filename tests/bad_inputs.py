@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import MAX_PIXELS, load_mask
+from seg_core.core.imaging import MAX_PIXELS, load_mask
+from seg_core.core.paths import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "samples"
 SAMPLE_ID = "0010010"

@@ -8,7 +8,7 @@ import time
 import pytest
 from PIL import Image
 
-from seg_core.admission import Admission, AdmissionSettingError, AdmissionTimeout, Busy, max_jobs, photo_cost
+from seg_core.service.admission import Admission, AdmissionSettingError, AdmissionTimeout, Busy, max_jobs, photo_cost
 
 WAIT_S = 10
 

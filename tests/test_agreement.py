@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seg_core.agreement import dispute_share, pairwise_iou, voters
+from seg_core.evaluation.agreement import dispute_share, pairwise_iou, voters
 
 
 def test_pairwise_iou_is_symmetric_with_ones_on_the_diagonal():

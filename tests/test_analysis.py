@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from seg_core.analysis import (
+from seg_core.core.imaging import InvalidImageError, load_image, to_png_bytes
+from seg_core.core.metrics import all_metrics, confusion
+from seg_core.outputs.compact import CompactAnalysis, analyse_compact, compact, full_levels
+from seg_core.outputs.postprocess import REMOVED_COLOUR, clean_mask
+from seg_core.runtime.base import InferenceOptions, threshold_mask
+from seg_core.runtime.catalogue import sample_photos
+from seg_core.service.analysis import (
     Look,
     MaskSettings,
     age_text,
@@ -15,12 +21,6 @@ from seg_core.analysis import (
     load_truth,
     views,
 )
-from seg_core.catalogue import sample_photos
-from seg_core.compact import CompactAnalysis, analyse_compact, compact, full_levels
-from seg_core.imaging import InvalidImageError, load_image, to_png_bytes
-from seg_core.inference import InferenceOptions, threshold_mask
-from seg_core.metrics import all_metrics, confusion
-from seg_core.postprocess import REMOVED_COLOUR, clean_mask
 
 SAMPLE = sample_photos()[0]
 

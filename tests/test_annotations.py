@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from seg_core.annotations import (
+from seg_core.core.metrics import confusion, iou
+from seg_core.outputs.annotations import (
     CocoBuilder,
     decode_segmentation,
     encode_rle,
@@ -20,7 +21,6 @@ from seg_core.annotations import (
     stored_scores,
     write_measurements,
 )
-from seg_core.metrics import confusion, iou
 
 
 def blobs(seed: int, shape=(48, 64)) -> np.ndarray:

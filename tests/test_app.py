@@ -22,15 +22,17 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ui_common
-from seg_core import analysis as analysis_module
-from seg_core import annotations, results, robustness
-from seg_core.budget import process_cache
-from seg_core.catalogue import sample_photos
-from seg_core.compact import compact
-from seg_core.cutout import crop_box
-from seg_core.data import REPO_ROOT
-from seg_core.inference import InferenceOptions, ModelLoadError, available_predictors, baseline_names, segment
-from seg_core.matting import soft_matte
+from seg_core.core.paths import REPO_ROOT
+from seg_core.evaluation import results, robustness
+from seg_core.outputs import annotations
+from seg_core.outputs.compact import compact
+from seg_core.outputs.cutout import crop_box
+from seg_core.outputs.matting import soft_matte
+from seg_core.runtime.base import InferenceOptions, ModelLoadError
+from seg_core.runtime.catalogue import sample_photos
+from seg_core.runtime.registry import available_predictors, baseline_names, segment
+from seg_core.service import analysis as analysis_module
+from seg_core.service.budget import process_cache
 
 APP = str(REPO_ROOT / "streamlit_app.py")
 SAMPLES = sample_photos()
@@ -85,7 +87,7 @@ def all_text(at: AppTest) -> str:
 
 def test_no_project_code_imports_streamlit_internals():
     files = [REPO_ROOT / "streamlit_app.py", REPO_ROOT / "ui_common.py"]
-    files += sorted((REPO_ROOT / "pages").glob("*.py")) + sorted((REPO_ROOT / "seg_core").glob("*.py"))
+    files += sorted((REPO_ROOT / "pages").glob("*.py")) + sorted((REPO_ROOT / "seg_core").rglob("*.py"))
     internal = re.compile(r"^\s*(from|import)\s+streamlit\.(runtime|web|proto|elements)\b", re.MULTILINE)
     assert [f.name for f in files if internal.search(f.read_text())] == []
 
@@ -325,7 +327,7 @@ def fake_results(tmp_path, monkeypatch):
     bench.to_csv(bench_path, index=False)
     monkeypatch.setattr(results, "EVAL_TEST_FILE", eval_path)
     monkeypatch.setattr(results, "BENCH_FILE", bench_path)
-    monkeypatch.setattr("seg_core.data.dataset_available", lambda *a: None)
+    monkeypatch.setattr("seg_core.data.leeds.dataset_available", lambda *a: None)
     return eval_path
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from bad_inputs import case, cases, large_case, mismatched_mask, sample_photo
 
-from seg_core.imaging import InvalidImageError, check_same_size, load_image, load_mask
-from seg_core.inference import load_predictor, segment
-from seg_core.metrics import confusion, iou
+from seg_core.core.imaging import InvalidImageError, check_same_size, load_image, load_mask
+from seg_core.core.metrics import confusion, iou
+from seg_core.runtime.registry import load_predictor, segment
 
 GOOD = [c for c in cases() if c.valid]
 BAD = [c for c in cases() if not c.valid]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg_core.baselines import GRABCUT_MAX_SIDE, GRABCUT_MIN_SIDE, grabcut_rectangle, working_size
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import InvalidImageError, load_image, load_mask
-from seg_core.inference import available_predictors, baseline_names, load_predictor
-from seg_core.metrics import confusion, iou
+from seg_core.core.imaging import InvalidImageError, load_image, load_mask
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.runtime.baselines import GRABCUT_MAX_SIDE, GRABCUT_MIN_SIDE, grabcut_rectangle, working_size
+from seg_core.runtime.registry import available_predictors, baseline_names, load_predictor
 
 BASELINES = ["grabcut", "otsu"]
 SAMPLES = REPO_ROOT / "samples"

@@ -7,23 +7,25 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from seg_core import runtimes
-from seg_core.bench import (
+from seg_core import bench as bench_cli
+from seg_core.core.paths import MODELS_DIR
+from seg_core.data.leeds import DatasetNotFoundError
+from seg_core.evaluation.bench import (
     REFERENCE_NAME,
     SAMPLE_PHOTO,
     default_speedup,
     jobs,
-    main,
     model_size,
     photos_label,
     reference_predictor,
     run_benchmarks,
     split_photos,
 )
-from seg_core.data import DatasetNotFoundError
-from seg_core.inference import MODELS_DIR, UNetPredictor, load_predictor
-from seg_core.quantize import has_int8
-from seg_core.results import BENCH_COLUMNS, load_bench
+from seg_core.evaluation.results import BENCH_COLUMNS, load_bench
+from seg_core.runtime import engines as runtimes
+from seg_core.runtime.int8 import has_int8
+from seg_core.runtime.predictor import UNetPredictor
+from seg_core.runtime.registry import load_predictor
 
 
 def test_benchmark_writes_the_contract_columns(tmp_path):
@@ -45,7 +47,7 @@ def test_benchmark_writes_the_contract_columns(tmp_path):
 
 @pytest.mark.parametrize("flags", [["avx512_bf16"], []])
 def test_jobs_cover_every_runtime_and_precision_the_cpu_runs(monkeypatch, flags):
-    monkeypatch.setattr("seg_core.bench.cpu_flags", lambda: flags)
+    monkeypatch.setattr("seg_core.evaluation.bench.cpu_flags", lambda: flags)
     rows = jobs(["unet-light", "otsu", REFERENCE_NAME], ["openvino", "keras"], "models")
     unet = [("unet-light", "keras", "fp32"), ("unet-light", "openvino", "fp32")]
     unet += [("unet-light", "openvino", "bf16")] if flags else []
@@ -92,13 +94,13 @@ def test_model_size_of_a_trained_model_and_a_baseline():
 @pytest.mark.parametrize("argv", [["--repeats", "0"], ["--image", __file__]])
 def test_cli_refuses_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(argv)
+        bench_cli.main(argv)
     assert exc.value.code == 2 and "error" in capsys.readouterr().err
 
 
 def test_cli_help():
     with pytest.raises(SystemExit) as exc:
-        main(["--help"])
+        bench_cli.main(["--help"])
     assert exc.value.code == 0
 
 
@@ -115,5 +117,5 @@ def test_split_photos_and_the_cli_need_the_dataset(tmp_path, capsys):
     with pytest.raises(DatasetNotFoundError):
         split_photos(tmp_path, "test")
     with pytest.raises(SystemExit) as exc:
-        main(["--split", "test", "--data", str(tmp_path)])
+        bench_cli.main(["--split", "test", "--data", str(tmp_path)])
     assert exc.value.code == 2 and "--split test" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg_core.imaging import REDUCING_GAP, load_image, load_image_reduced, preprocess, resize_probability
+from seg_core.core.imaging import REDUCING_GAP, load_image, load_image_reduced, preprocess, resize_probability
 
 
 def exact_view(rgb: np.ndarray, size: int) -> np.ndarray:

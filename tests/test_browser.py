@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 import ui_common
-from seg_core import soak
-from seg_core.data import REPO_ROOT
+from benchmarks import soak
+from seg_core.core.paths import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"

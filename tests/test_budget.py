@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from seg_core import budget
-from seg_core.budget import ByteCache, CacheSettingError, budget_bytes, nbytes
+from seg_core.service import budget
+from seg_core.service.budget import ByteCache, CacheSettingError, budget_bytes, nbytes
 
 KB = 1000
 

@@ -2,9 +2,9 @@
 
 import sys
 
-from seg_core.catalogue import CATALOGUE_COLUMNS, model_catalogue, sample_label, sample_photos
-from seg_core.data import Sample
-from seg_core.inference import available_predictors
+from seg_core.data.leeds import Sample
+from seg_core.runtime.catalogue import CATALOGUE_COLUMNS, model_catalogue, sample_label, sample_photos
+from seg_core.runtime.registry import available_predictors
 
 
 def test_catalogue_reads_cards_without_loading_weights():

@@ -4,11 +4,13 @@ import json
 
 import pytest
 
-from seg_core.config import CARD_FILE
-from seg_core.data import REPO_ROOT, SPLIT_FILE, file_sha256, load_split
-from seg_core.imaging import load_image, load_mask
-from seg_core.inference import load_predictor, threshold_mask, trained_models
-from seg_core.metrics import confusion, iou
+from seg_core.core.config import CARD_FILE
+from seg_core.core.imaging import load_image, load_mask
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.data.leeds import SPLIT_FILE, file_sha256, load_split
+from seg_core.runtime.base import threshold_mask
+from seg_core.runtime.registry import load_predictor, trained_models
 
 SAMPLES = REPO_ROOT / "samples"
 PHOTOS = sorted((SAMPLES / "images").glob("*.jpg"))

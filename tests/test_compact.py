@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg_core.compact import (
+from seg_core.core.imaging import load_image, load_image_reduced
+from seg_core.core.paths import REPO_ROOT
+from seg_core.outputs.compact import (
     EDGES,
     SLIDER_THRESHOLDS,
     analyse_compact,
@@ -19,10 +21,9 @@ from seg_core.compact import (
     mismatches,
     quantise,
 )
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import load_image, load_image_reduced
-from seg_core.inference import DEFAULT_MODEL, load_predictor, segment, threshold_mask
-from seg_core.postprocess import display_copy
+from seg_core.outputs.postprocess import display_copy
+from seg_core.runtime.base import DEFAULT_MODEL, threshold_mask
+from seg_core.runtime.registry import load_predictor, segment
 
 SAMPLE = sorted((REPO_ROOT / "samples" / "images").glob("*.jpg"))[0]
 GRID_THRESHOLDS = tuple(k / 200 for k in range(201))

@@ -9,9 +9,9 @@ import test_browser as browser_helpers
 from PIL import Image
 
 import ui_common
-from seg_core.data import REPO_ROOT
-from seg_core.inference import load_predictor, segment
-from seg_core.metrics import confusion, iou
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.runtime.registry import load_predictor, segment
 
 # The dashboard helper's fixture that starts `streamlit run` on a free port, shared rather than copied.
 server_url = browser_helpers.server_url

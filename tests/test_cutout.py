@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg_core.cutout import (
+from seg_core.outputs.cutout import (
     BackgroundError,
     Box,
     compose,

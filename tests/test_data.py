@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg_core import data
-from seg_core.imaging import InvalidImageError, load_mask
+from seg_core.core.imaging import InvalidImageError, load_mask
+from seg_core.data import leeds as data
 
 
 def _write_rgb_mask(path, fg: np.ndarray) -> None:

@@ -8,21 +8,23 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from seg_core.data import REPO_ROOT, dataset_available, load_pairs, load_split, scan_dataset, split_samples
-from seg_core.evaluate import (
+from seg_core import evaluate as evaluate_cli
+from seg_core.core.metrics import BoundaryCounts, Confusion, boundary_counts, confusion, dice, iou
+from seg_core.core.paths import MODELS_DIR, REPO_ROOT
+from seg_core.data.leeds import dataset_available, load_pairs, load_split, scan_dataset, split_samples
+from seg_core.evaluation.evaluate import (
     SUMMARY_LABELS,
     THRESHOLDS,
     eval_path,
     evaluate,
     format_table,
-    main,
     summarize,
     sweep_boundary_counts,
     sweep_counts,
 )
-from seg_core.inference import MODELS_DIR, available_predictors, load_predictor, threshold_mask
-from seg_core.metrics import BoundaryCounts, Confusion, boundary_counts, confusion, dice, iou
-from seg_core.results import BOUNDARY_COLUMNS, EVAL_COLUMNS, load_eval
+from seg_core.evaluation.results import BOUNDARY_COLUMNS, EVAL_COLUMNS, load_eval
+from seg_core.runtime.base import threshold_mask
+from seg_core.runtime.registry import available_predictors, load_predictor
 
 SAMPLES = REPO_ROOT / "samples"
 TINY_MODELS = ["unet-light", "grabcut", "otsu"]
@@ -190,7 +192,7 @@ def test_summary_sums_counts_before_the_metric():
 
 def test_cli_prints_summary_of_existing_results(tiny_results, capsys):
     path, _ = tiny_results
-    main(["--summary-only", "--out-dir", str(path.parent), "--markdown"])
+    evaluate_cli.main(["--summary-only", "--out-dir", str(path.parent), "--markdown"])
     out = capsys.readouterr().out
     assert "| Model" in out and "| unet-light" in out and "| otsu" in out and "Boundary IoU" in out
 
@@ -199,7 +201,7 @@ def test_cli_summary_explains_results_without_boundary_counts(tiny_results, tmp_
     old = load_eval(tiny_results[0]).drop(columns=BOUNDARY_COLUMNS)
     old.to_csv(eval_path(tmp_path, "test"), index=False)
     with pytest.raises(SystemExit) as exc:
-        main(["--summary-only", "--out-dir", str(tmp_path)])
+        evaluate_cli.main(["--summary-only", "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "'boundary_intersection', 'boundary_union'" in err
     assert "rerun `python -m seg_core.evaluate`" in err
@@ -207,7 +209,7 @@ def test_cli_summary_explains_results_without_boundary_counts(tiny_results, tmp_
 
 def test_cli_reports_a_missing_dataset(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["--data", str(tmp_path), "--out-dir", str(tmp_path), "--no-progress"])
+        evaluate_cli.main(["--data", str(tmp_path), "--out-dir", str(tmp_path), "--no-progress"])
     assert exc.value.code == 2 and "no Leeds Butterfly Dataset" in capsys.readouterr().err
 
 

@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seg_core import export
-from seg_core.config import WEIGHTS_FILE, save_config
-from seg_core.inference import UNetPredictor
-from seg_core.models import build_unet, model_config
-from seg_core.runtimes import openvino_available
+from seg_core import export as export_cli
+from seg_core.core.config import WEIGHTS_FILE, save_config
+from seg_core.models.unet import build_unet, model_config
+from seg_core.runtime import export
+from seg_core.runtime.engines import openvino_available
+from seg_core.runtime.predictor import UNetPredictor
 
 requires_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed")
 TINY_ARCH = "unet8"
@@ -107,10 +108,10 @@ def test_cli_writes_openvino_and_refuses_to_overwrite(tmp_path, capsys):
     make_tiny_model(models_dir)
     out = tmp_path / "out"
     argv = ["--model", "tiny", "--format", "openvino", "--out", str(out), "--models-dir", str(models_dir)]
-    export.main(argv)
+    export_cli.main(argv)
     assert (out / "model.xml").is_file() and (out / "model.bin").is_file()
     with pytest.raises(SystemExit) as exc:
-        export.main(argv)
+        export_cli.main(argv)
     assert exc.value.code == 2 and "already exists" in capsys.readouterr().err
 
 
@@ -118,7 +119,7 @@ def test_cli_refuses_an_unknown_model_and_reports_a_missing_exporter(tmp_path, m
     models_dir = tmp_path / "models"
     make_tiny_model(models_dir)
     with pytest.raises(SystemExit) as exc:
-        export.main(["--model", "nope", "--format", "onnx", "--models-dir", str(models_dir)])
+        export_cli.main(["--model", "nope", "--format", "onnx", "--models-dir", str(models_dir)])
     assert exc.value.code == 2 and "unknown model 'nope'" in capsys.readouterr().err
 
     def no_exporter(self, *args, **kwargs):
@@ -129,7 +130,7 @@ def test_cli_refuses_an_unknown_model_and_reports_a_missing_exporter(tmp_path, m
     monkeypatch.setattr(keras.Model, "export", no_exporter)
     argv = ["--model", "tiny", "--format", "onnx", "--out", str(tmp_path / "o"), "--models-dir", str(models_dir)]
     with pytest.raises(SystemExit) as exc:
-        export.main(argv)
+        export_cli.main(argv)
     assert exc.value.code == 2 and "needs a package that is not installed: No module named 'tf2onnx'" in (
         capsys.readouterr().err
     )
@@ -137,5 +138,5 @@ def test_cli_refuses_an_unknown_model_and_reports_a_missing_exporter(tmp_path, m
 
 def test_cli_help():
     with pytest.raises(SystemExit) as exc:
-        export.main(["--help"])
+        export_cli.main(["--help"])
     assert exc.value.code == 0

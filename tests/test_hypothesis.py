@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from seg_core.imaging import InvalidImageError
-from seg_core.inference import load_predictor, segment
+from seg_core.core.imaging import InvalidImageError
+from seg_core.runtime.registry import load_predictor, segment
 
 MODES = ["L", "LA", "RGB", "RGBA", "P", "CMYK", "I;16"]
 FORMATS = ["PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"]

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from seg_core import labels
-from seg_core.evaluate import SUMMARY_LABELS, format_table
-from seg_core.metrics import METRICS
+from seg_core.core import labels
+from seg_core.core.metrics import METRICS
+from seg_core.evaluation.evaluate import SUMMARY_LABELS, format_table
 
 
 def test_values_are_rounded_the_same_everywhere():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from seg_core.matting import band_radius, soft_matte, trimap, window
-from seg_core.refine import refine_edges
+from seg_core.outputs.matting import band_radius, soft_matte, trimap, window
+from seg_core.outputs.refine import refine_edges
 
 RED, BLUE = np.array([200, 40, 40], np.float64), np.array([30, 110, 220], np.float64)
 SIZE, CENTRE, RADIUS = 96, 48.0, 26.0

@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from seg_core import memcheck
-from seg_core.analysis import MaskSettings
-from seg_core.catalogue import SAMPLES_DIR
-from seg_core.inference import InferenceOptions
+from benchmarks import memcheck
+from seg_core.core.paths import SAMPLES_DIR
+from seg_core.runtime.base import InferenceOptions
+from seg_core.service.analysis import MaskSettings
 
 
 class Half:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seg_core.metrics import (
+from seg_core.core.metrics import (
     BoundaryCounts,
     Confusion,
     all_metrics,

@@ -3,9 +3,11 @@ import shutil
 
 import pytest
 
-from seg_core import modelcard, quantize, results
-from seg_core.inference import MODELS_DIR, trained_models
-from seg_core.robustness import load_robustness
+from seg_core.core.paths import MODELS_DIR
+from seg_core.evaluation import modelcard, results
+from seg_core.evaluation.robustness import load_robustness
+from seg_core.runtime import int8
+from seg_core.runtime.registry import trained_models
 
 
 def test_card_without_results_says_how_to_get_them():
@@ -26,7 +28,7 @@ def test_committed_cards_match_the_committed_results(name):
 def test_the_card_says_how_its_int8_version_was_made_and_whether_it_passed(tmp_path):
     committed = MODELS_DIR / "unet-light"
     text = modelcard.render(committed, None, None)
-    meta = json.loads((quantize.int8_folder(committed) / quantize.META_FILE).read_text())
+    meta = json.loads((int8.int8_folder(committed) / int8.META_FILE).read_text())
     assert f"calibrated on {meta['calibration_photos']} train photos" in text and "check passed" in text
     # A copy without the INT8 folder or the check file: the card says how to make one.
     copy = tmp_path / "unet-light"
@@ -34,5 +36,5 @@ def test_the_card_says_how_its_int8_version_was_made_and_whether_it_passed(tmp_p
     for name in ("card.json", "config.json", "history.csv"):
         shutil.copy(committed / name, copy / name)
     assert "None yet: `python -m seg_core.quantize --models unet-light` makes one" in modelcard.render(copy, None, None)
-    shutil.copytree(quantize.int8_folder(committed), quantize.int8_folder(copy))
+    shutil.copytree(int8.int8_folder(committed), int8.int8_folder(copy))
     assert "not checked yet" in modelcard.render(copy, None, None)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from seg_core.config import UNetConfig
-from seg_core.models import UnknownModelError, build_unet, create_model, list_models, model_config
+from seg_core.core.config import UNetConfig
+from seg_core.models.unet import UnknownModelError, build_unet, create_model, list_models, model_config
 
 
 @pytest.mark.parametrize("name", list_models())

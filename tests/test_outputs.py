@@ -3,7 +3,8 @@
 import io
 import zipfile
 
-from seg_core import outputs, predict
+from seg_core.outputs import files as outputs
+from seg_core.service import batch as predict
 
 
 def test_the_batch_cli_and_the_pages_name_outputs_alike():

@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ui_common
-from seg_core.data import REPO_ROOT
+from seg_core.core.paths import REPO_ROOT
 
 APP = str(REPO_ROOT / "streamlit_app.py")
 PAGE = "pages/segment.py"

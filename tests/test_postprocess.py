@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg_core.postprocess import (
+from seg_core.outputs.postprocess import (
     ERROR_COLOURS,
     clean_mask,
     cutout,

@@ -12,12 +12,15 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from seg_core import predict
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import load_image, load_mask
-from seg_core.inference import Predictor, load_predictor
-from seg_core.metrics import confusion, iou
-from seg_core.postprocess import removed_pixels
+from seg_core import predict as predict_cli
+from seg_core.core.imaging import load_image, load_mask
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.outputs import files
+from seg_core.outputs.postprocess import removed_pixels
+from seg_core.runtime.base import Predictor
+from seg_core.runtime.registry import load_predictor
+from seg_core.service import batch as predict
 
 SAMPLES = REPO_ROOT / "samples"
 PHOTOS = sorted((SAMPLES / "images").glob("*.jpg"))[:2]
@@ -54,7 +57,7 @@ def photos(tmp_path):
 
 
 def run(*args: str) -> int:
-    return predict.main([*map(str, args), "--model", MODEL, "--no-progress"])
+    return predict_cli.main([*map(str, args), "--model", MODEL, "--no-progress"])
 
 
 def test_writes_masks_and_cutouts_and_reports_bad_files(photos, tmp_path, capsys):
@@ -64,7 +67,7 @@ def test_writes_masks_and_cutouts_and_reports_bad_files(photos, tmp_path, capsys
     assert "2 written, 0 already done (skipped), 1 failed, 1 non-photo files ignored" in summary
     assert "notes.jpg: not a readable image" in summary
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{p.stem}{suffix}" for p in PHOTOS for suffix in (predict.MASK_SUFFIX, predict.CUTOUT_SUFFIX)
+        f"{p.stem}{suffix}" for p in PHOTOS for suffix in (files.MASK_SUFFIX, files.CUTOUT_SUFFIX)
     )
     for photo in PHOTOS:
         mask = load_mask(out / f"{photo.stem}_mask.png")
@@ -150,7 +153,7 @@ def test_usage_errors_exit_with_2(photos, tmp_path, capsys, args, message):
 
 def test_unknown_model_exits_with_2(photos, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
-        predict.main([str(photos), "--out", str(tmp_path / "o"), "--model", "no-such-model"])
+        predict_cli.main([str(photos), "--out", str(tmp_path / "o"), "--model", "no-such-model"])
     assert stopped.value.code == predict.EXIT_USAGE
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
 
@@ -223,10 +226,10 @@ def binary_dilation(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def test_default_tidy_drops_the_scale_bar_and_none_keeps_it(photos, tmp_path, monkeypatch):
     (photos / "notes.jpg").unlink()
-    monkeypatch.setattr(predict, "load_predictor", lambda name: BarPredictor())
+    monkeypatch.setattr(predict_cli, "load_predictor", lambda name: BarPredictor())
     out_tidy, out_raw = tmp_path / "tidy", tmp_path / "raw"
-    assert predict.main([str(photos), "--out", str(out_tidy), "--no-progress"]) == predict.EXIT_OK
-    assert predict.main([str(photos), "--out", str(out_raw), "--clean", "none", "--no-progress"]) == predict.EXIT_OK
+    assert predict_cli.main([str(photos), "--out", str(out_tidy), "--no-progress"]) == predict.EXIT_OK
+    assert predict_cli.main([str(photos), "--out", str(out_raw), "--clean", "none", "--no-progress"]) == predict.EXIT_OK
     name = f"{PHOTOS[0].stem}_mask.png"
     tidy, raw = load_mask(out_tidy / name), load_mask(out_raw / name)
     height = raw.shape[0]
@@ -253,10 +256,10 @@ def test_resumed_batch_still_describes_every_photo(photos, tmp_path):
 
 def test_cropped_square_webp_cutout_on_a_colour(photos, tmp_path, monkeypatch):
     (photos / "notes.jpg").unlink()
-    monkeypatch.setattr(predict, "load_predictor", lambda name: BarPredictor())
+    monkeypatch.setattr(predict_cli, "load_predictor", lambda name: BarPredictor())
     out = tmp_path / "out"
     args = ["--out", out, "--square", "--background", "#00ff00", "--format", "webp", "--no-progress"]
-    assert predict.main([str(photos), *map(str, args)]) == predict.EXIT_OK
+    assert predict_cli.main([str(photos), *map(str, args)]) == predict.EXIT_OK
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{p.stem}{suffix}" for p in PHOTOS for suffix in ("_mask.png", "_cutout.webp")
     )

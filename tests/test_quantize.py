@@ -9,10 +9,13 @@ import pytest
 from test_export import make_tiny_model, requires_openvino
 from test_runtimes import write_checks
 
-from seg_core import export, quantize, runtimes
-from seg_core.config import WEIGHTS_FILE
-from seg_core.inference import UNetPredictor, load_predictor
-from seg_core.runtimes import PrecisionRefusedError, plan
+from seg_core import quantize as quantize_cli
+from seg_core.core.config import WEIGHTS_FILE
+from seg_core.runtime import checks, export, int8, quantize
+from seg_core.runtime.checks import plan
+from seg_core.runtime.engines import PrecisionRefusedError
+from seg_core.runtime.predictor import UNetPredictor
+from seg_core.runtime.registry import load_predictor
 
 requires_nncf = pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="NNCF is not installed")
 
@@ -38,11 +41,11 @@ def quantized(tmp_path_factory):
 @requires_openvino
 @requires_nncf
 def test_quantising_writes_an_int8_model_of_these_weights_and_forgets_its_old_check(quantized):
-    folder = quantize.int8_folder(quantized)
-    meta = json.loads((folder / quantize.META_FILE).read_text())
+    folder = int8.int8_folder(quantized)
+    meta = json.loads((folder / int8.META_FILE).read_text())
     assert meta["digest"] == export.folder_digest(quantized) and meta["calibration_photos"] == 6
-    assert quantize.int8_model(quantized) == folder / export.OPENVINO_XML
-    assert runtimes.read_checks(quantized.parent).empty  # the new model must pass the check again
+    assert int8.int8_model(quantized) == folder / export.OPENVINO_XML
+    assert checks.read_checks(quantized.parent).empty  # the new model must pass the check again
 
 
 @requires_openvino
@@ -75,35 +78,35 @@ def test_auto_picks_int8_only_once_checked_and_while_fresh(quantized, monkeypatc
         weights.write_bytes(original + b"\0")
         new = export.folder_digest(quantized)
         write_checks(models_dir, [("tiny", new, "openvino", "int8", True)])
-        assert not quantize.has_int8(quantized)
+        assert not int8.has_int8(quantized)
         assert plan("tiny", new, "openvino", "auto", models_dir) == [("openvino", "fp32")]
-        with pytest.raises(quantize.QuantizeError, match="made from other weights"):
-            quantize.int8_model(quantized)
+        with pytest.raises(int8.QuantizeError, match="made from other weights"):
+            int8.int8_model(quantized)
     finally:
         weights.write_bytes(original)
-        runtimes.check_path(models_dir).unlink()
+        checks.check_path(models_dir).unlink()
 
 
 def test_a_model_without_an_int8_version_is_refused_int8(tmp_path, monkeypatch):
     monkeypatch.setenv(export.CACHE_ENV, str(tmp_path / "cache"))
     directory = make_tiny_model(tmp_path / "models")
-    assert not quantize.has_int8(directory)
-    with pytest.raises(quantize.QuantizeError, match="has no INT8 version; run `python -m seg_core.quantize"):
-        quantize.int8_model(directory)
+    assert not int8.has_int8(directory)
+    with pytest.raises(int8.QuantizeError, match="has no INT8 version; run `python -m seg_core.quantize"):
+        int8.int8_model(directory)
     with pytest.raises(PrecisionRefusedError, match="keras runtime runs fp32"):
         UNetPredictor(directory, "keras", "int8")
 
 
 def test_quantising_needs_nncf_and_calibration_photos(tmp_path, monkeypatch):
     directory = make_tiny_model(tmp_path / "models")
-    with pytest.raises(quantize.QuantizeError, match="no calibration photos"):
+    with pytest.raises(int8.QuantizeError, match="no calibration photos"):
         quantize.quantize("tiny", [], directory.parent)
     monkeypatch.setitem(sys.modules, "nncf", None)
-    with pytest.raises(quantize.QuantizeError, match="needs NNCF"):
+    with pytest.raises(int8.QuantizeError, match="needs NNCF"):
         quantize.quantize("tiny", photos(2), directory.parent)
 
 
 def test_cli_help():
     with pytest.raises(SystemExit) as exc:
-        quantize.main(["--help"])
+        quantize_cli.main(["--help"])
     assert exc.value.code == 0

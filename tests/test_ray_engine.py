@@ -4,13 +4,14 @@ import shutil
 
 import pytest
 
-from seg_core import predict
-from seg_core.data import REPO_ROOT
-from seg_core.inference import load_predictor
+from seg_core import predict as predict_cli
+from seg_core.core.paths import REPO_ROOT
+from seg_core.runtime.registry import load_predictor
+from seg_core.service import batch as predict
 
 pytest.importorskip("ray", reason="Ray is not installed (requirements-ray.txt)")
 
-from seg_core import ray_engine  # noqa: E402  (only importable with Ray)
+from seg_core.service import ray_engine  # noqa: E402  only importable with Ray
 
 PHOTOS = sorted((REPO_ROOT / "samples" / "images").glob("*.jpg"))[:3]
 MODEL = "unet-light"
@@ -62,7 +63,7 @@ def test_nothing_left_to_do_starts_no_ray(photos, tmp_path, monkeypatch):
 
 def test_cli_refuses_an_unknown_model_before_starting_ray(photos, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
-        predict.main([str(photos), "--out", str(tmp_path / "o"), "--engine", "ray", "--model", "no-such-model"])
+        predict_cli.main([str(photos), "--out", str(tmp_path / "o"), "--engine", "ray", "--model", "no-such-model"])
     assert stopped.value.code == predict.EXIT_USAGE
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

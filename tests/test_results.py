@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seg_core import results
-from seg_core.metrics import Confusion, dice, iou
+from seg_core.core.metrics import Confusion, dice, iou
+from seg_core.evaluation import results
 
 SPECIES = {"001": {"latin": "Danaus plexippus", "common": "Monarch"}, "002": {"latin": "H. c.", "common": "Zebra"}}
 

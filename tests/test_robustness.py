@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seg_core import photo_transforms as pt
-from seg_core import robustness as rb
-from seg_core.augment import AugmentConfig, PhotoPool, augment_pair
-from seg_core.inference import Predictor, available_predictors, trained_models
+from seg_core import robustness as robustness_cli
+from seg_core.data import photo_transforms as pt
+from seg_core.data.augment import AugmentConfig, PhotoPool, augment_pair
+from seg_core.evaluation import robustness as rb
+from seg_core.runtime.base import Predictor
+from seg_core.runtime.registry import available_predictors, trained_models
 
 BUTTERFLY, BACKGROUND = 120, 20
 
@@ -121,7 +123,7 @@ def test_committed_robustness_file_covers_every_model_and_condition():
 
 
 def test_cli_lists_conditions(capsys):
-    rb.main(["--list"])
+    robustness_cli.main(["--list"])
     out = capsys.readouterr().out
     assert all(name in out for name in rb.CONDITIONS)
 

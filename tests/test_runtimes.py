@@ -10,12 +10,18 @@ import pandas as pd
 import pytest
 from test_export import make_tiny_model, requires_openvino
 
-from seg_core import export, runtimes
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import load_image
-from seg_core.inference import MODELS_DIR, ModelLoadError, UNetPredictor, load_predictor, threshold_mask
-from seg_core.quantize import has_int8
-from seg_core.runtimes import PrecisionRefusedError, RuntimeUnavailableError, plan
+from seg_core import runtimes as runtimes_cli
+from seg_core.core.imaging import load_image
+from seg_core.core.paths import MODELS_DIR, REPO_ROOT
+from seg_core.evaluation import precision as precision_check
+from seg_core.runtime import checks, export
+from seg_core.runtime import engines as runtimes
+from seg_core.runtime.base import ModelLoadError, threshold_mask
+from seg_core.runtime.checks import plan
+from seg_core.runtime.engines import PrecisionRefusedError, RuntimeUnavailableError
+from seg_core.runtime.int8 import has_int8
+from seg_core.runtime.predictor import UNetPredictor
+from seg_core.runtime.registry import load_predictor
 
 PHOTOS = sorted((REPO_ROOT / "samples" / "images").glob("*.jpg"))[:4]
 COMMITTED = MODELS_DIR / "unet-light"
@@ -42,9 +48,9 @@ def write_checks(models_dir, rows: list[tuple[str, str, str, str, bool]]) -> Non
             | {"cpu": "test", "checked_at": "2026-01-01"}
             for m, d, r, p, ok in rows
         ],
-        columns=runtimes.CHECK_COLUMNS,
+        columns=checks.CHECK_COLUMNS,
     )
-    table.to_csv(runtimes.check_path(models_dir), index=False)
+    table.to_csv(checks.check_path(models_dir), index=False)
 
 
 @requires_openvino
@@ -134,7 +140,7 @@ def test_unknown_runtime_or_precision_is_refused(tmp_path):
 
 
 def test_a_damaged_check_file_means_unchecked(tmp_path, with_openvino):
-    runtimes.check_path(tmp_path).write_bytes(b"\x00\xff not a csv")
+    checks.check_path(tmp_path).write_bytes(b"\x00\xff not a csv")
     assert plan("m", "abc", "auto", "auto", tmp_path)[0] == ("openvino", "fp32")
 
 
@@ -151,7 +157,7 @@ def test_load_predictor_reads_the_check_file(tiny):
 @requires_openvino
 def test_agreement_rows_compare_every_precision_with_keras(tiny, photos):
     truths = [np.zeros(img.shape[:2], bool) for img in photos[:2]]
-    rows = runtimes._agreement_rows("tiny", tiny.parent, photos[:2], truths, progress=False)
+    rows = precision_check._agreement_rows("tiny", tiny.parent, photos[:2], truths, progress=False)
     by_key = {(r["runtime"], r["precision"]): r for r in rows}
     assert by_key["keras", "fp32"]["agreement"] == 1.0 and by_key["keras", "fp32"]["passed"]
     assert by_key["openvino", "fp32"]["agreement"] >= 0.999
@@ -193,11 +199,11 @@ def test_five_threads_sharing_an_openvino_predictor_get_the_single_threaded_mask
 
 def test_cli_help():
     with pytest.raises(SystemExit) as exc:
-        runtimes.main(["--help"])
+        runtimes_cli.main(["--help"])
     assert exc.value.code == 0
 
 
 def test_cli_refuses_an_unknown_model(capsys):
     with pytest.raises(SystemExit) as exc:
-        runtimes.main(["--models", "nope"])
+        runtimes_cli.main(["--models", "nope"])
     assert exc.value.code == 2 and "unknown model(s) nope" in capsys.readouterr().err

@@ -2,13 +2,15 @@
 
 import numpy as np
 
-from seg_core import photo_transforms as pt
-from seg_core import second_look as sl
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import load_image, load_mask
-from seg_core.inference import DEFAULT_MODEL, InferenceOptions, UNetPredictor, load_predictor, threshold_mask
-from seg_core.metrics import confusion, iou
-from seg_core.models import create_model, model_config
+from seg_core.core.imaging import load_image, load_mask
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.data import photo_transforms as pt
+from seg_core.models.unet import create_model, model_config
+from seg_core.runtime import second_look as sl
+from seg_core.runtime.base import DEFAULT_MODEL, InferenceOptions, threshold_mask
+from seg_core.runtime.predictor import UNetPredictor
+from seg_core.runtime.registry import load_predictor
 
 SAMPLE = "0010010"
 

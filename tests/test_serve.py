@@ -13,19 +13,15 @@ from bad_inputs import NOT_A_PHOTO, cases, large_case
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from seg_core import annotations, serve
-from seg_core.data import REPO_ROOT
-from seg_core.imaging import load_image, load_mask
-from seg_core.inference import (
-    DEFAULT_MODEL,
-    ModelLoadError,
-    available_predictors,
-    load_predictor,
-    segment,
-    trained_models,
-)
-from seg_core.metrics import confusion, iou
-from seg_core.runtimes import RUNTIME_PRECISIONS
+from seg_core import serve as serve_cli
+from seg_core.core.imaging import load_image, load_mask
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.outputs import annotations
+from seg_core.runtime.base import DEFAULT_MODEL, ModelLoadError
+from seg_core.runtime.engines import RUNTIME_PRECISIONS
+from seg_core.runtime.registry import available_predictors, load_predictor, segment, trained_models
+from seg_core.service import api as serve
 
 PHOTO = REPO_ROOT / "samples" / "images" / "0010010.jpg"
 TRUTH = REPO_ROOT / "samples" / "masks" / "0010010_seg0.png"
@@ -277,7 +273,7 @@ def test_docs_and_openapi_describe_the_routes(client):
 
 def test_cli_refuses_an_unknown_preload_model(capsys):
     with pytest.raises(SystemExit) as stopped:
-        serve.main(["--preload", "no-such-model"])
+        serve_cli.main(["--preload", "no-such-model"])
     assert stopped.value.code == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
 

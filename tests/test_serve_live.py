@@ -16,9 +16,10 @@ import pytest
 from bad_inputs import NOT_A_PHOTO
 from PIL import Image
 
-from seg_core.data import REPO_ROOT
-from seg_core.inference import DEFAULT_MODEL, load_predictor, segment
-from seg_core.metrics import confusion, iou
+from seg_core.core.metrics import confusion, iou
+from seg_core.core.paths import REPO_ROOT
+from seg_core.runtime.base import DEFAULT_MODEL
+from seg_core.runtime.registry import load_predictor, segment
 
 PHOTO = REPO_ROOT / "samples" / "images" / "0010010.jpg"
 CLIENTS, REQUESTS_PER_CLIENT = 8, 25

@@ -12,9 +12,9 @@ import psutil
 import pytest
 from PIL import Image
 
-from seg_core import soak
-from seg_core.data import REPO_ROOT
-from seg_core.soak import Session, SoakReport, Wave, WaveReport, check_loopback, failed_bars, parse_wave
+from benchmarks import soak
+from benchmarks.soak import Session, SoakReport, Wave, WaveReport, check_loopback, failed_bars, parse_wave
+from seg_core.core.paths import REPO_ROOT
 
 SAMPLES = sorted((REPO_ROOT / "samples" / "images").glob("*.jpg"))
 

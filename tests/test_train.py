@@ -10,15 +10,17 @@ import keras
 import numpy as np
 import pytest
 
-from seg_core import train
-from seg_core.augment import AugmentConfig
-from seg_core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, load_config
-from seg_core.data import REPO_ROOT, file_sha256, load_split, write_split
-from seg_core.imaging import load_image
-from seg_core.inference import MODELS_DIR, UNetPredictor
+from seg_core import train as train_cli
+from seg_core.core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, load_config
+from seg_core.core.imaging import load_image
+from seg_core.core.paths import MODELS_DIR, RECIPES_DIR, REPO_ROOT
+from seg_core.data.augment import AugmentConfig
+from seg_core.data.leeds import file_sha256, load_split, write_split
+from seg_core.models import training as train
+from seg_core.runtime.predictor import UNetPredictor
 
 SAMPLES = REPO_ROOT / "samples"
-RECIPES = sorted(train.RECIPES_DIR.glob("*.toml"))
+RECIPES = sorted(RECIPES_DIR.glob("*.toml"))
 #: Options that say where this machine keeps things, not how a model is trained.
 MACHINE_OPTIONS = ("config", "data", "out_dir", "workers", "multiprocessing")
 
@@ -79,14 +81,14 @@ def test_recipe_matches_the_command_in_its_model_card(path):
     card = _card_of(path)
     if not path.stem.endswith("stage1"):
         assert card.get("recipe_file") == f"recipes/{path.name}"
-    from_card = train.parse_args(shlex.split(card["command"])[3:])
-    from_recipe = train.parse_args(["--config", str(path)])
+    from_card = train_cli.parse_args(shlex.split(card["command"])[3:])
+    from_recipe = train_cli.parse_args(["--config", str(path)])
     assert from_recipe.name == _model_and_stage(path)[0]
     assert _settings(from_recipe) == _settings(from_card)
 
 
 def test_the_augmentation_follows_the_preset_strength_and_grey_chance():
-    stage4 = train.parse_args(["--config", str(train.RECIPES_DIR / "unet-best.toml")])
+    stage4 = train_cli.parse_args(["--config", str(RECIPES_DIR / "unet-best.toml")])
     augment = train.augmentation(stage4)
     assert augment.p_grey == 0.35 and augment.p_blur == pytest.approx(0.35 * 0.6) and augment.rotate90
     assert train.augmentation(train.parse_args(["--model", "unet8", "--augment", "robust"])).p_grey == 0.12
@@ -96,8 +98,8 @@ def test_the_augmentation_follows_the_preset_strength_and_grey_chance():
 
 
 def test_options_given_override_the_recipe():
-    recipe = train.RECIPES_DIR / "unet-best-stage1.toml"
-    args = train.parse_args(["--config", str(recipe), "--epochs", "3", "--lr", "0.1"])
+    recipe = RECIPES_DIR / "unet-best-stage1.toml"
+    args = train_cli.parse_args(["--config", str(recipe), "--epochs", "3", "--lr", "0.1"])
     assert (args.epochs, args.lr, args.model, args.augment, args.robust_val) == (3, 0.1, "unet16", "robust", True)
     # Paths in a recipe are read from the repository root, wherever the command runs.
     assert args.init == REPO_ROOT / "models" / "unet-best"
@@ -117,7 +119,7 @@ def test_bad_recipes_are_refused_with_a_message(tmp_path, capsys, text, message)
     with pytest.raises(train.RecipeError, match=message):
         train.load_recipe(path)
     with pytest.raises(SystemExit) as exc:
-        train.parse_args(["--config", str(path)])
+        train_cli.parse_args(["--config", str(path)])
     assert exc.value.code == 2 and "bad.toml" in capsys.readouterr().err
 
 
@@ -125,13 +127,13 @@ def test_recipe_values_are_checked_like_options(tmp_path, capsys):
     path = tmp_path / "r.toml"
     path.write_text('model = "unet8"\nloss = "hinge"\n')
     with pytest.raises(SystemExit):
-        train.parse_args(["--config", str(path)])
+        train_cli.parse_args(["--config", str(path)])
     assert "invalid choice: 'hinge'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        train.parse_args(["--config", str(tmp_path / "absent.toml")])
+        train_cli.parse_args(["--config", str(tmp_path / "absent.toml")])
     assert "cannot read recipe" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        train.parse_args([])
+        train_cli.parse_args([])
     assert "--model is required" in capsys.readouterr().err
 
 
@@ -261,7 +263,7 @@ def test_epoch_line_marks_the_best_epoch(capsys):
 def test_tiny_training_run_writes_a_loadable_model(tmp_path):
     split_file = _tiny_dataset(tmp_path / "data")
     out = train.train(
-        train.parse_args(
+        train_cli.parse_args(
             [
                 "--model",
                 "unet8",
@@ -301,10 +303,10 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
 def test_a_recipe_file_trains_with_overrides(tmp_path):
     """unet-light's first stage (fine-tuning, robust augmentation and validation) at 32 px on four photos."""
     split_file = _tiny_dataset(tmp_path / "data")
-    recipe = train.RECIPES_DIR / "unet-light-stage1.toml"
+    recipe = RECIPES_DIR / "unet-light-stage1.toml"
     args = ["--config", str(recipe), "--out-dir", str(tmp_path / "models"), "--data", str(tmp_path / "data")]
     args += ["--split", str(split_file), "--size", "32", "--limit", "4", "--epochs", "1", "--workers", "1"]
-    out = train.train(train.parse_args(args))
+    out = train.train(train_cli.parse_args(args))
     assert out == tmp_path / "models" / "unet-light"
     card = json.loads((out / CARD_FILE).read_text())
     assert card["recipe_file"] == "recipes/unet-light-stage1.toml"

@@ -1,0 +1,3 @@
+"""How good and how fast: evaluation, robustness, the benchmark, runtime agreement,
+result files and model cards.
+"""

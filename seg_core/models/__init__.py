@@ -1,0 +1,1 @@
+"""Networks and how they learn: the architecture registry, builders, losses and training."""
