@@ -7,7 +7,8 @@ import pytest
 
 from seg_core import export as export_cli
 from seg_core.core.config import WEIGHTS_FILE, save_config
-from seg_core.models.unet import build_unet, model_config
+from seg_core.models.registry import model_config
+from seg_core.models.unet import build_unet
 from seg_core.runtime import export
 from seg_core.runtime.engines import openvino_available
 from seg_core.runtime.predictor import UNetPredictor

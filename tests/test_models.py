@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from seg_core.core.config import UNetConfig
-from seg_core.models.unet import UnknownModelError, build_unet, create_model, list_models, model_config
+from seg_core.models.registry import UnknownModelError, create_model, list_models, model_config
+from seg_core.models.unet import build_unet
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -6,7 +6,7 @@ from seg_core.core.imaging import load_image, load_mask
 from seg_core.core.metrics import confusion, iou
 from seg_core.core.paths import REPO_ROOT
 from seg_core.data import photo_transforms as pt
-from seg_core.models.unet import create_model, model_config
+from seg_core.models.registry import create_model, model_config
 from seg_core.runtime import second_look as sl
 from seg_core.runtime.base import DEFAULT_MODEL, InferenceOptions, threshold_mask
 from seg_core.runtime.predictor import UNetPredictor

@@ -128,6 +128,20 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def open_image(source: ImageSource) -> Image.Image:
+    """Open an image without decoding its pixels, refusing what :func:`load_image` refuses up front.
+
+    For readers that need the file's own mode (a palette, 16 bits, an alpha
+    channel) rather than RGB, e.g. ground-truth masks from other tools.
+
+    Raises:
+        InvalidImageError: empty or unreadable file, or too large an image.
+    """
+    img = _open(source)
+    check_size(*img.size)
+    return img
+
+
 def load_image(source: ImageSource) -> np.ndarray:
     """Decode a photo into an RGB ``uint8`` array of shape (H, W, 3).
 
@@ -203,17 +217,23 @@ def load_mask(source: ImageSource) -> np.ndarray:
     return values >= 128
 
 
-def preprocess(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+#: The resampling filters a network's config may name for its input (``resample``).
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
+
+
+def preprocess(rgb: np.ndarray, size: int = INPUT_SIZE, resample: str = "bilinear") -> np.ndarray:
     """The network's view of a photo: resized to (size, size), float32 in [0, 1].
 
+    ``resample`` is the network's own filter: bilinear for ours, LANCZOS for the
+    zero-shot U²-Netp (rembg's, whose weights saw photos resized that way).
     A photo at least ``REDUCING_GAP`` times the input size on a side is first
     shrunk by a whole factor with a box filter (Pillow's ``reducing_gap``),
     which keeps a 48 MP photo's view cheap and is visually the same; smaller
-    photos, every Leeds photo among them, take the exact bilinear path.
+    photos, every Leeds photo among them, take the exact path.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InvalidImageError(f"expected an RGB uint8 array, got {rgb.dtype} {rgb.shape}")
-    resized = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+    resized = Image.fromarray(rgb).resize((size, size), RESAMPLING[resample], reducing_gap=REDUCING_GAP)
     return np.asarray(resized, dtype=np.float32) / 255.0
 
 

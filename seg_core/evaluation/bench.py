@@ -66,10 +66,10 @@ def reference_predictor(arch: str = REFERENCE_ARCH, **overrides) -> UNetPredicto
         arch: registry name (default ``unet_classic``).
         **overrides: ``UNetConfig`` fields to change (tests use a small input size).
     """
-    from seg_core.models.unet import build_unet, model_config
+    from seg_core.models.registry import build_model, model_config
 
     config = model_config(arch, **overrides)
-    return UNetPredictor.from_model(build_unet(config, name=arch), config, REFERENCE_NAME)
+    return UNetPredictor.from_model(build_model(config, arch), config, REFERENCE_NAME)
 
 
 def model_size(predictor: Predictor) -> tuple[int, float]:

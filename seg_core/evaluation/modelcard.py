@@ -84,27 +84,14 @@ def _robustness(robust: pd.DataFrame | None, name: str) -> str:
     )
 
 
-def render(
-    directory: Path, evaluation: pd.DataFrame | None, bench: pd.DataFrame | None, robust: pd.DataFrame | None = None
-) -> str:
-    """The Markdown card of the model in ``directory``."""
-    card = json.loads((directory / CARD_FILE).read_text())
+def _training(card: dict, directory: Path) -> str:
+    """How a model trained here was made: loss, optimiser, augmentation, data, command, validation."""
     history = pd.read_csv(directory / HISTORY_FILE)
     best = card["validation_at_input_size"]
     opt = card["optimizer"]
     aug = card["augmentation"]
     aug_text = ", ".join(f"{k}={v}" for k, v in aug.items()) if aug else "none"
-    return f"""# {card["name"]}
-
-{card["recipe"]}
-
-## Model
-- Architecture: `{card["architecture"]}` from the registry in `seg_core/models/`, \
-config `{json.dumps(card["config"])}`
-- Parameters: {card["parameters"]:,}; input {card["input_size"]}x{card["input_size"]}x3 in [0, 1]; sigmoid output
-- Rebuild: `seg_core.load_predictor("{card["name"]}")` (reads `config.json`, then `model.weights.h5`)
-
-## Training
+    return f"""## Training
 - Loss: `{card["loss"]}`; optimizer {opt["name"]}, peak LR {opt["peak_lr"]}, {opt["schedule"]} schedule, \
 weight decay {opt["weight_decay"]}; batch {card["batch_size"]}; seed {card["seed"]}
 - Augmentation: {aug_text}
@@ -119,7 +106,48 @@ weight decay {opt["weight_decay"]}; batch {card["batch_size"]}; seed {card["seed
 ## Validation (at the network's {card["input_size"]} px input, best epoch)
 IoU {best["val_iou"]:.4f}, Dice {best["val_dice"]:.4f}, pixel accuracy {best["val_accuracy"]:.4f}, \
 mean IoU {best["val_mean_iou"]:.4f}
+"""
 
+
+def _source(card: dict) -> str:
+    """Where imported (pretrained, not trained here) weights come from, and how the import was checked."""
+    source, check = card["source"], card["check"]
+    return f"""## Source
+- Weights: {source["provenance"]}; file `{source["file"]}` (md5 `{source["md5"]}`), licence {source["licence"]} \
+(see `NOTICE` in this folder)
+- Imported with: `{card["command"]}`; libraries {json.dumps(card["library_versions"])}
+- Check: against {check["reference"]} on {len(check["photos"])} sample photos, largest absolute difference \
+of the output map {max(check["max_abs_difference"]):.1e}
+- Not trained on butterflies: nothing here was fitted to Leeds photos
+"""
+
+
+def _licence(card: dict) -> str:
+    if "source" in card:
+        return (
+            f"Weights: {card['source']['licence']} (`NOTICE`). Test photos: Leeds Butterfly Dataset "
+            "(Wang, Markert & Everingham, BMVC 2009), research and learning use.\n"
+        )
+    return "Leeds Butterfly Dataset (Wang, Markert & Everingham, BMVC 2009), research and learning use.\n"
+
+
+def render(
+    directory: Path, evaluation: pd.DataFrame | None, bench: pd.DataFrame | None, robust: pd.DataFrame | None = None
+) -> str:
+    """The Markdown card of the model in ``directory`` (trained here, or imported with its ``source``)."""
+    card = json.loads((directory / CARD_FILE).read_text())
+    made = _source(card) if "source" in card else _training(card, directory)
+    return f"""# {card["name"]}
+
+{card["recipe"]}
+
+## Model
+- Architecture: `{card["architecture"]}` from the registry in `seg_core/models/`, \
+config `{json.dumps(card["config"])}`
+- Parameters: {card["parameters"]:,}; input {card["input_size"]}x{card["input_size"]}x3 in [0, 1]; sigmoid output
+- Rebuild: `seg_core.load_predictor("{card["name"]}")` (reads `config.json`, then `model.weights.h5`)
+
+{made}
 ## Test
 {_scores(evaluation, card["name"])}
 ## Robustness
@@ -129,11 +157,10 @@ mean IoU {best["val_mean_iou"]:.4f}
 ## INT8 version
 {_int8(directory)}
 ## Data and licence
-Leeds Butterfly Dataset (Wang, Markert & Everingham, BMVC 2009), research and learning use.
-"""
+{_licence(card)}"""
 
 
-def _optional(loader, path: Path) -> pd.DataFrame | None:
+def optional_table(loader, path: Path) -> pd.DataFrame | None:
     try:
         return loader(path)
     except results.ResultsMissingError:

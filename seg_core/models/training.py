@@ -36,7 +36,7 @@ from seg_core.core.paths import REPO_ROOT
 from seg_core.data import leeds as data
 from seg_core.data.augment import AugmentConfig, PhotoPool, augment_pair
 from seg_core.models.losses import LOSSES
-from seg_core.models.unet import create_model, model_config
+from seg_core.models.registry import create_model, model_config
 
 log = logging.getLogger("seg_core.models.training")
 
@@ -51,6 +51,7 @@ RECIPE_KEYS = (
     "no_augment",
     "augment_strength",
     "grey_chance",
+    "recolour",
     "robust_val",
     "loss",
     "epochs",
@@ -331,13 +332,19 @@ def changed_views(images, masks, size: int, seed: int) -> tuple[np.ndarray, np.n
 
 
 def augmentation(args: argparse.Namespace) -> AugmentConfig | None:
-    """The augmentation the options ask for: None, the basic preset, or the robust one (strength, grey chance)."""
+    """The augmentation the options ask for: None, or the basic or robust preset with its chance overrides.
+
+    ``--grey-chance`` and ``--recolour`` replace the preset's chances of a
+    black-and-white or a recoloured sample (the robust preset's after ``--augment-strength``).
+    """
     if args.no_augment:
         return None
-    if args.augment != "robust":
-        return AugmentConfig()
-    robust = AugmentConfig.robust(args.augment_strength)
-    return robust if args.grey_chance is None else dataclasses.replace(robust, p_grey=args.grey_chance)
+    config = AugmentConfig.robust(args.augment_strength) if args.augment == "robust" else AugmentConfig()
+    if args.grey_chance is not None:
+        config = dataclasses.replace(config, p_grey=args.grey_chance)
+    if args.recolour is not None:
+        config = dataclasses.replace(config, p_recolour=args.recolour)
+    return config
 
 
 def train(args: argparse.Namespace) -> Path:

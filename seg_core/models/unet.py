@@ -1,70 +1,16 @@
-"""U-Net builders and a name registry, in the style of timm's ``create_model``.
+"""The U-Net family: building blocks, their assembly, and the registered widths.
 
-Builders return ``keras.Model`` objects; the building blocks are separate
-functions so that variants (wider, shallower, separable) share one assembly.
+The building blocks are separate functions so that variants (wider, shallower,
+separable) share one assembly; :mod:`seg_core.models.registry` names them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import keras
 from keras import layers
 
 from seg_core.core.config import UNetConfig
-
-_REGISTRY: dict[str, Callable[..., UNetConfig]] = {}
-
-
-class UnknownModelError(KeyError):
-    """Raised when a model name is not in the registry."""
-
-
-def register_model(fn: Callable[..., UNetConfig]) -> Callable[..., UNetConfig]:
-    """Register an architecture under the function's name.
-
-    Args:
-        fn: returns the default ``UNetConfig`` of the architecture; keyword
-            arguments override fields.
-
-    Returns:
-        ``fn`` unchanged, so it can be used as a decorator.
-    """
-    _REGISTRY[fn.__name__] = fn
-    return fn
-
-
-def list_models() -> list[str]:
-    """Names of all registered architectures, sorted."""
-    return sorted(_REGISTRY)
-
-
-def model_config(name: str, **overrides) -> UNetConfig:
-    """The architecture config registered as ``name``, with field overrides.
-
-    Raises:
-        UnknownModelError: ``name`` is not registered.
-    """
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _REGISTRY[name](**overrides)
-
-
-def create_model(name: str, **overrides) -> keras.Model:
-    """Build the registered architecture ``name`` with random weights.
-
-    Args:
-        name: a name from ``list_models()``.
-        **overrides: ``UNetConfig`` fields to change (e.g. ``input_size=64``).
-
-    Returns:
-        An uncompiled ``keras.Model`` mapping (N, S, S, 3) in [0, 1] to
-        (N, S, S, 1) foreground probabilities.
-
-    Raises:
-        UnknownModelError: ``name`` is not registered.
-    """
-    return build_unet(model_config(name, **overrides), name=name)
+from seg_core.models.registry import register_builder, register_model
 
 
 def conv_block(x, filters: int, config: UNetConfig, name: str):
@@ -98,6 +44,7 @@ def decoder_block(x, skip, filters: int, config: UNetConfig, name: str):
     return conv_block(x, filters, config, name)
 
 
+@register_builder(UNetConfig)
 def build_unet(config: UNetConfig, name: str = "unet") -> keras.Model:
     """Assemble a U-Net: encoder, bottleneck, decoder with skip connections.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg_core.core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, UNetConfig, load_config
+from seg_core.core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, NetworkConfig, load_config
 from seg_core.core.imaging import preprocess, resize_probability
 from seg_core.runtime import engines, export, second_look
 from seg_core.runtime.base import InferenceOptions, ModelLoadError, Predictor
@@ -54,7 +54,7 @@ class UNetPredictor(Predictor):
 
     @classmethod
     def from_model(
-        cls, model, config: UNetConfig, name: str, runtime: str = "keras", precision: str = "fp32"
+        cls, model, config: NetworkConfig, name: str, runtime: str = "keras", precision: str = "fp32"
     ) -> UNetPredictor:
         """Wrap an already built Keras U-Net (e.g. random weights, as a latency reference).
 
@@ -67,7 +67,7 @@ class UNetPredictor(Predictor):
         predictor.load_seconds = 0.0
         return predictor
 
-    def _bind(self, model, config: UNetConfig, name: str, arch: str, directory: Path | None, card: dict) -> None:
+    def _bind(self, model, config: NetworkConfig, name: str, arch: str, directory: Path | None, card: dict) -> None:
         self._model, self.config, self.arch, self.name = model, config, arch, name
         self.directory, self.card = directory, card
         self._model_lock = threading.Lock()
@@ -77,10 +77,10 @@ class UNetPredictor(Predictor):
         """The Keras model, built and loaded from the folder on first use."""
         with self._model_lock:
             if self._model is None:
-                from seg_core.models.unet import build_unet
+                from seg_core.models.registry import build_model
 
                 try:
-                    model = build_unet(self.config, name=self.arch)
+                    model = build_model(self.config, self.arch)
                     model.load_weights(self.directory / WEIGHTS_FILE)
                 except Exception as exc:  # h5py and Keras raise many unrelated types
                     raise ModelLoadError(f"model {self.name!r} could not be loaded: {exc}") from exc
@@ -138,14 +138,15 @@ class UNetPredictor(Predictor):
 
     def predict_batch(self, images: list[np.ndarray], tta: bool = False) -> list[np.ndarray]:
         """Probability maps for several photos in one forward pass (one look each, no second look)."""
-        batch = np.stack([preprocess(img, self.config.input_size) for img in images])
+        batch = np.stack([preprocess(img, self.config.input_size, self.config.resample) for img in images])
         out = self._forward_tta(batch) if tta else self._forward(batch)[..., 0]
         return [resize_probability(p, *img.shape[:2]) for p, img in zip(out, images, strict=False)]
 
     def predict_proba(self, image: np.ndarray, options: InferenceOptions | None = None) -> np.ndarray:
         options = options or InferenceOptions()
         prob = self.predict_batch([image], options.tta)[0]
-        if options.second_look:
+        # A network without the second look in its config (the zero-shot U²-Netp, as rembg runs it) never takes one.
+        if options.second_look and self.config.second_look:
             config = second_look.SecondLookConfig()
             windows = second_look.find_windows(prob, config)
             if windows:

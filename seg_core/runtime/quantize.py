@@ -83,7 +83,7 @@ def quantize(
     export = openvino_export(name, digest, size, lambda: predictor.model)
     model = ov.Core().read_model(str(export / OPENVINO_XML))
     floats = kept_float(model)
-    samples = [preprocess(photo, size)[None] for photo in calibration]
+    samples = [preprocess(photo, size, predictor.config.resample)[None] for photo in calibration]
     quantized = nncf.quantize(
         model,
         nncf.Dataset(samples),
