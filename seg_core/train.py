@@ -14,8 +14,8 @@ from pathlib import Path
 from seg_core.core.paths import MODELS_DIR, RECIPES_DIR
 from seg_core.data import leeds as data
 from seg_core.models.losses import LOSSES
+from seg_core.models.registry import list_models
 from seg_core.models.training import RecipeError, load_recipe, recipe_argv, train
-from seg_core.models.unet import list_models
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grey-chance",
         type=float,
-        help="chance of a black-and-white sample, instead of the robust preset's (after --augment-strength)",
+        help="chance of a black-and-white sample, instead of the preset's (after --augment-strength)",
+    )
+    p.add_argument(
+        "--recolour",
+        type=float,
+        help="chance of a recoloured sample: a hue turned anywhere on the circle or the colour channels "
+        "reordered (colours Leeds lacks); default: none",
     )
     p.add_argument(
         "--robust-val",

@@ -91,10 +91,12 @@ def test_the_augmentation_follows_the_preset_strength_and_grey_chance():
     stage4 = train_cli.parse_args(["--config", str(RECIPES_DIR / "unet-best.toml")])
     augment = train.augmentation(stage4)
     assert augment.p_grey == 0.35 and augment.p_blur == pytest.approx(0.35 * 0.6) and augment.rotate90
-    assert train.augmentation(train.parse_args(["--model", "unet8", "--augment", "robust"])).p_grey == 0.12
-    assert train.augmentation(train.parse_args(["--model", "unet8"])) == AugmentConfig()
-    assert train.augmentation(train.parse_args(["--model", "unet8", "--no-augment"])) is None
-    assert train.parse_args(["--model", "unet8", "--multiprocessing"]).multiprocessing
+    assert train.augmentation(train_cli.parse_args(["--model", "unet8", "--augment", "robust"])).p_grey == 0.12
+    assert train.augmentation(train_cli.parse_args(["--model", "unet8"])) == AugmentConfig()
+    assert train.augmentation(train_cli.parse_args(["--model", "unet8", "--no-augment"])) is None
+    recoloured = train.augmentation(train_cli.parse_args(["--model", "unet8", "--recolour", "0.4"]))
+    assert recoloured == AugmentConfig(p_recolour=0.4)
+    assert train_cli.parse_args(["--model", "unet8", "--multiprocessing"]).multiprocessing
 
 
 def test_options_given_override_the_recipe():

@@ -49,6 +49,9 @@ class AugmentConfig:
     p_cast: float = 0.0
     cast_gain: float = 0.25
     p_grey: float = 0.0
+    # Colours Leeds lacks: a hue turned anywhere on the circle, or (a third of
+    # those samples) the colour channels reordered.
+    p_recolour: float = 0.0
     p_noise: float = 0.0
     noise_sigma: tuple[float, float] = (2.0, 22.0)
     p_jpeg: float = 0.0
@@ -155,8 +158,15 @@ def random_scene(
     return pt.crop(image, mask, random_crop_box(*mask.shape, cfg, rng))
 
 
+def recolour(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 photo in other colours: a random hue rotation, or a random channel order."""
+    if rng.random() < 1 / 3:
+        return pt.swap_channels(x, pt.CHANNEL_ORDERS[int(rng.integers(len(pt.CHANNEL_ORDERS)))])
+    return pt.hue_rotate(x, float(rng.uniform(0, 360)))
+
+
 def photo_defects(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Blur, exposure, colour cast, greyscale, noise and JPEG, each with its chance, on a uint8 view."""
+    """Blur, exposure, colour cast, recolouring, greyscale, noise and JPEG, each with its chance, on a uint8 view."""
     if rng.random() < cfg.p_blur:
         radius = float(rng.uniform(*cfg.blur_radius))
         x = pt.defocus(x, radius) if rng.random() < 0.5 else pt.gaussian_blur(x, radius / 2)
@@ -166,6 +176,8 @@ def photo_defects(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -
         x = pt.exposure(x, float(rng.uniform(*cfg.exposure_stops)))
     if rng.random() < cfg.p_cast:
         x = pt.colour_cast(x, tuple(rng.uniform(1 - cfg.cast_gain, 1 + cfg.cast_gain, 3)))
+    if rng.random() < cfg.p_recolour:
+        x = recolour(x, rng)
     if rng.random() < cfg.p_grey:
         x = pt.greyscale(x)
     if rng.random() < cfg.p_noise:
@@ -173,6 +185,10 @@ def photo_defects(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -
     if rng.random() < cfg.p_jpeg:
         x = pt.jpeg(x, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
     return x
+
+
+#: The chances :func:`photo_defects` reads; a config with all of them 0 skips the uint8 round trip.
+DEFECT_CHANCES = ("p_blur", "p_motion", "p_exposure", "p_cast", "p_recolour", "p_grey", "p_noise", "p_jpeg")
 
 
 def augment_pair(
@@ -198,6 +214,6 @@ def augment_pair(
     if cfg.vflip and rng.random() < 0.5:
         x, y = x[::-1], y[::-1]
     x = jitter_colour(x, cfg, rng)
-    if any(getattr(cfg, f) > 0 for f in ("p_blur", "p_motion", "p_exposure", "p_cast", "p_grey", "p_noise", "p_jpeg")):
+    if any(getattr(cfg, f) > 0 for f in DEFECT_CHANCES):
         x = photo_defects(np.ascontiguousarray(np.rint(x * 255)).astype(np.uint8), cfg, rng).astype(np.float32) / 255
     return x.astype(np.float32), np.ascontiguousarray(y)

@@ -267,6 +267,27 @@ def greyscale(image: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def hue_rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Every hue turned by ``degrees`` round the colour circle; lightness and saturation kept.
+
+    A cheap stand-in for species whose colours Leeds lacks (blue, green, yellow):
+    the shapes and textures stay, only the colours move.
+    """
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    # OpenCV keeps 8-bit hue in half-degrees (0..179).
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(degrees / 2))) % 180).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+#: The five reorderings of (R, G, B) other than the identity.
+CHANNEL_ORDERS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def swap_channels(image: np.ndarray, order: tuple[int, int, int]) -> np.ndarray:
+    """The colour channels in another order (``(2, 1, 0)``: red and blue swapped)."""
+    return np.ascontiguousarray(image[..., list(order)])
+
+
 def sensor_noise(image: np.ndarray, sigma: float, seed: int | np.random.Generator) -> np.ndarray:
     """Gaussian noise of ``sigma`` grey levels per channel plus a little shared luminance noise."""
     rng = np.random.default_rng(seed)

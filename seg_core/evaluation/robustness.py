@@ -144,6 +144,27 @@ CONDITIONS: dict[str, Condition] = {
             _photometric(lambda i: pt.colour_cast(i, (0.8, 1.0, 1.2))),
         ),
         Condition("greyscale", "black-and-white", "Rec. 601 luma", _photometric(pt.greyscale)),
+        *(
+            Condition(
+                f"hue_{degrees}",
+                f"hue turned {degrees}°",
+                f"every hue turned {degrees} degrees round the colour circle (colours Leeds lacks)",
+                _photometric(lambda i, d=degrees: pt.hue_rotate(i, d)),
+            )
+            for degrees in (60, 120, 180, 240, 300)
+        ),
+        Condition(
+            "swap_rb",
+            "red and blue swapped",
+            "the red and blue channels exchanged (an orange butterfly turns blue)",
+            _photometric(lambda i: pt.swap_channels(i, (2, 1, 0))),
+        ),
+        Condition(
+            "swap_gbr",
+            "channels rotated (GBR)",
+            "the colour channels rotated: red from green, green from blue, blue from red",
+            _photometric(lambda i: pt.swap_channels(i, (1, 2, 0))),
+        ),
         Condition(
             "noise",
             "sensor noise",
