@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
+from seg_core.evaluation import generalisation as gen
 from seg_core.evaluation import robustness as rb
 from seg_core.outputs.postprocess import display_copy, overlay, screen_bytes
 from seg_core.runtime.base import DEFAULT_MODEL
@@ -32,6 +33,53 @@ def examples(index: int) -> list[tuple[str, object]]:
         small, small_mask = display_copy(image, mask, 360)
         shown.append((condition.label, overlay(small, small_mask, alpha=0.0)))
     return shown
+
+
+@st.cache_data(show_spinner=False)
+def species_out(path: str, mtime: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave-species-out results: the summary per recipe and the IoU per held-out species, cached per file."""
+    rows = gen.load_generalisation(path)
+    return gen.summarize(rows), gen.per_species(rows)
+
+
+def species_section(names: dict[str, dict[str, str]]) -> None:
+    """The generalisation benchmark: recipes trained without some species, tested on those species."""
+    st.subheader("Species never seen (leave-species-out)")
+    st.write(
+        "Each recipe is trained five times, each time without two of the ten Leeds species, and tested on every "
+        "photo of the two it never saw; zero-shot models never saw any. Per-photo foreground IoU at threshold 0.5."
+    )
+    path = gen.GENERALISATION_FILE
+    if not path.is_file():
+        st.info("No leave-species-out results yet: `python -m seg_core.evaluate --leave-species-out RECIPE`.")
+        return
+    summary_table, per_species = species_out(str(path), path.stat().st_mtime)
+    shown = summary_table.rename(
+        columns={
+            "photos": "photos",
+            "species_mean_iou": "mean over species",
+            "worst_species": "worst species",
+            "worst_species_iou": "worst species IoU",
+            "iou_per_photo": "mean per photo",
+        }
+    )
+    shown["worst species"] = shown["worst species"].map(lambda s: names.get(s, {}).get("common", s))
+    st.dataframe(shown.style.format(precision=3), width="stretch")
+    long = per_species.reset_index().melt(id_vars="recipe", var_name="species", value_name="iou")
+    long["species"] = long["species"].map(lambda s: names.get(s, {}).get("common", s))
+    chart = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("iou:Q", title="per-photo IoU on the unseen species", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("species:N", title=None),
+            yOffset=alt.YOffset("recipe:N"),
+            color=alt.Color("recipe:N", title="Recipe or model"),
+            tooltip=["species", "recipe", alt.Tooltip("iou:Q", format=".3f")],
+        )
+        .properties(height=alt.Step(8))
+    )
+    st.altair_chart(chart, width="stretch")
 
 
 def iou_chart(table: pd.DataFrame, order: list[str]) -> alt.LayerChart:
@@ -72,7 +120,7 @@ models = sorted(default["model"].unique(), key=lambda m: (m != DEFAULT_MODEL, m)
 chosen = st.multiselect(
     "Models",
     models,
-    default=[m for m in models if m.startswith("unet")] or models,
+    default=[m for m in models if m.startswith(("unet", "u2net"))] or models,
     key="rob_models",
     persist_state=ui_common.KEEP,
 )
@@ -95,6 +143,8 @@ if not ablation.empty:
     both = table[table["model"] == DEFAULT_MODEL]
     wide = both.pivot(index="label", columns="setting", values=["iou_mean", "iou_p10", "median_ms"])
     st.dataframe(wide.reindex([o for o in order if o in wide.index]).round(3), width="stretch")
+
+species_section(ui_common.species())
 
 st.subheader("What each condition looks like")
 ids, _ = rb.sample_pairs()

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--runtimes", nargs="+", choices=list(RUNTIMES), help="U-Net runtimes to measure (default: all installed)"
     )
+    parser.add_argument(
+        "--update", action="store_true", help="keep the other models' rows in --out; replace only the models run now"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             not args.no_progress,
             args.runtimes,
             label,
+            args.update,
         )
     except ModelLoadError as exc:
         parser.exit(2, f"error: {exc}\n")

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--update",
         action="store_true",
-        help="keep the rows of other models already in --out and replace only the models run now",
+        help="keep the rows already in --out and replace only those of the models and conditions run now",
     )
     p.add_argument("--list", action="store_true", help="print the conditions with their strengths and exit")
     return p
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     df = pd.DataFrame(rows, columns=COLUMNS)
     if args.update and args.out.is_file():
         kept = load_robustness(args.out)
-        df = pd.concat([kept[~kept["model"].isin(names)], df], ignore_index=True)
+        replaced = kept["model"].isin(names) & kept["condition"].isin(conditions)
+        df = pd.concat([kept[~replaced], df], ignore_index=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     summary = summarize(df)

@@ -3,19 +3,19 @@
 import csv
 import json
 import shlex
-import shutil
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from tiny_leeds import tiny_dataset
 
 from seg_core import train as train_cli
 from seg_core.core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, load_config
 from seg_core.core.imaging import load_image
 from seg_core.core.paths import MODELS_DIR, RECIPES_DIR, REPO_ROOT
 from seg_core.data.augment import AugmentConfig
-from seg_core.data.leeds import file_sha256, load_split, write_split
+from seg_core.data.leeds import file_sha256, load_split
 from seg_core.models import training as train
 from seg_core.runtime.predictor import UNetPredictor
 
@@ -23,18 +23,6 @@ SAMPLES = REPO_ROOT / "samples"
 RECIPES = sorted(RECIPES_DIR.glob("*.toml"))
 #: Options that say where this machine keeps things, not how a model is trained.
 MACHINE_OPTIONS = ("config", "data", "out_dir", "workers", "multiprocessing")
-
-
-def _tiny_dataset(root):
-    for sub in ("images", "segmentations"):
-        (root / sub).mkdir(parents=True)
-    for image in sorted((SAMPLES / "images").glob("*.jpg")):
-        shutil.copy(image, root / "images")
-        shutil.copy(SAMPLES / "masks" / f"{image.stem}_seg0.png", root / "segmentations")
-    ids = sorted(p.stem for p in (root / "images").glob("*.jpg"))
-    split_file = root / "split.json"
-    write_split({"train": ids[:6], "val": ids[6:], "test": []}, split_file, 1, (0.6, 0.4, 0.0))
-    return split_file
 
 
 def _settings(args) -> dict:
@@ -263,7 +251,7 @@ def test_epoch_line_marks_the_best_epoch(capsys):
 
 
 def test_tiny_training_run_writes_a_loadable_model(tmp_path):
-    split_file = _tiny_dataset(tmp_path / "data")
+    split_file = tiny_dataset(tmp_path / "data")
     out = train.train(
         train_cli.parse_args(
             [
@@ -304,7 +292,7 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
 
 def test_a_recipe_file_trains_with_overrides(tmp_path):
     """unet-light's first stage (fine-tuning, robust augmentation and validation) at 32 px on four photos."""
-    split_file = _tiny_dataset(tmp_path / "data")
+    split_file = tiny_dataset(tmp_path / "data")
     recipe = RECIPES_DIR / "unet-light-stage1.toml"
     args = ["--config", str(recipe), "--out-dir", str(tmp_path / "models"), "--data", str(tmp_path / "data")]
     args += ["--split", str(split_file), "--size", "32", "--limit", "4", "--epochs", "1", "--workers", "1"]

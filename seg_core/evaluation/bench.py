@@ -37,7 +37,7 @@ from seg_core.core.config import WEIGHTS_FILE
 from seg_core.core.imaging import load_image
 from seg_core.core.paths import MODELS_DIR, SAMPLES_DIR
 from seg_core.data.leeds import DatasetNotFoundError, load_split_samples, resolve_data_dir
-from seg_core.evaluation.results import BENCH_COLUMNS, BENCH_FILE
+from seg_core.evaluation.results import BENCH_COLUMNS, BENCH_FILE, load_bench
 from seg_core.runtime.base import DEFAULT_MODEL, Predictor, threshold_mask
 from seg_core.runtime.checks import AUTO, plan
 from seg_core.runtime.engines import RUNTIME_PRECISIONS, RUNTIMES, available_runtimes, cpu_flags
@@ -283,6 +283,7 @@ def run_benchmarks(
     progress: bool = True,
     runtimes: list[str] | None = None,
     label: str | None = None,
+    update: bool = False,
 ) -> pd.DataFrame:
     """Benchmark each model on each runtime and precision in its own fresh process; write ``out``.
 
@@ -296,6 +297,8 @@ def run_benchmarks(
         progress: show a progress bar on stderr.
         runtimes: U-Net runtimes to measure (default: every installed one, see :func:`jobs`).
         label: what the ``photos`` column says (default: :func:`photos_label`).
+        update: keep the rows of the other models already in ``out`` (each row says where and
+            when it was measured), replacing only those of the models run now.
 
     Returns:
         The rows written, columns ``BENCH_COLUMNS`` of :mod:`seg_core.evaluation.results`;
@@ -329,6 +332,9 @@ def run_benchmarks(
         measured_at=datetime.date.today().isoformat(),
     )
     table = table[BENCH_COLUMNS]
+    if update and Path(out).is_file():
+        kept = load_bench(out)
+        table = pd.concat([kept[~kept["model"].isin(names)], table], ignore_index=True)[BENCH_COLUMNS]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

@@ -62,6 +62,7 @@ RECIPE_KEYS = (
     "patience",
     "seed",
     "time_limit",
+    "size",
 )
 #: Recipe keys that are on/off flags (``true`` or ``false`` in the file).
 RECIPE_FLAGS = ("no_augment", "robust_val")

@@ -186,3 +186,13 @@ def build_u2net(config: U2NetConfig, name: str = "u2netp") -> keras.Model:
 def u2netp(**overrides) -> U2NetConfig:
     """U²-Netp (~1.1M parameters), rembg's generic salient-object network."""
     return U2NetConfig(**overrides)
+
+
+@register_model
+def u2netp_seg(**overrides) -> U2NetConfig:
+    """U²-Netp as a butterfly segmenter: the same network to fine-tune from ``u2netp``'s weights.
+
+    Probabilities as the sigmoid gives them (a trained map needs no rescaling), the
+    bilinear input of every model trained here, and the second look of the U-Nets.
+    """
+    return U2NetConfig(**{"minmax_output": False, "resample": "bilinear", "second_look": True, **overrides})
