@@ -1,27 +1,16 @@
-"""Runtimes that run a U-Net's forward pass, and which one (at which precision) to use.
+"""The engines that run a network's forward pass: Keras and OpenVINO.
 
-A runtime is a callable from a float32 batch (N, S, S, 3) to probabilities
+An engine is a callable from a float32 batch (N, S, S, 3) to probabilities
 (N, S, S, 1), safe to call from many threads at once:
 
 - ``keras``: the Keras model on TensorFlow, the reference (FP32 only);
 - ``openvino``: the model exported to OpenVINO (see :mod:`seg_core.runtime.export`),
   FP32 or BF16 (BF16 needs a CPU with AVX512_BF16 or AMX; elsewhere OpenVINO
   runs FP32 and the predictor says so), or INT8: the quantised model
-  committed beside the weights (see :mod:`seg_core.runtime.quantize`; fast with
+  committed beside the weights (see :mod:`seg_core.runtime.int8`; fast with
   AVX512-VNNI or AMX).
 
-``auto`` picks OpenVINO when it is installed (it is the faster one in
-``models/bench.csv``), else Keras; and the lowest precision that the committed
-check file ``models/precision_check.csv`` verified for the model's current
-weights on that runtime, else FP32. The check runs every runtime and precision
-on a split and compares with Keras FP32::
-
-    python -m seg_core.runtimes --split test
-
-A precision passes when its masks agree with Keras FP32 masks on at least 99.9%
-of the split's pixels and its foreground IoU is within 0.002 of Keras'. Asking
-for a precision explicitly that failed, or that was never checked for these
-weights, raises :class:`PrecisionRefusedError`; FP32 needs no check.
+Which engine and precision a model runs at is decided in :mod:`seg_core.runtime.checks`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""Loading trained models and predicting masks at the photo's own resolution.
+"""A trained network's predictor: its folder loaded, its forward pass on an engine, masks at the photo's size.
 
-Every model, U-Net or classical baseline, is a :class:`Predictor`: it maps an
-RGB ``uint8`` photo to a foreground probability map of the same height and
-width. Thresholding is separate so a UI can move the threshold without
-running the network again.
+The network sees the photo resized to its input; its probabilities are resized
+back, and a second, closer look is taken at small butterflies where the
+network's config asks for it (:mod:`seg_core.runtime.second_look`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from seg_core.runtime.int8 import int8_model
 
 
 class UNetPredictor(Predictor):
-    """A trained U-Net loaded from ``models/<name>/``, run by Keras or OpenVINO.
+    """A trained U-Net-family network (U-Net or U²-Net) from ``models/<name>/``, run by Keras or OpenVINO.
 
     ``runtime`` and ``precision`` are taken as given here (see
     :mod:`seg_core.runtime.engines`); :func:`load_predictor` resolves ``auto`` and

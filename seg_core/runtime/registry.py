@@ -58,7 +58,7 @@ def load_predictor(
             falling back to Keras when it is not or cannot run the model.
         precision: ``fp32``, ``bf16``, ``int8`` or ``auto``: the lowest precision that
             ``precision_check.csv`` verified for these weights on the runtime,
-            else FP32 (see :mod:`seg_core.runtime.engines`). Baselines ignore both.
+            else FP32 (see :mod:`seg_core.runtime.checks`). Baselines ignore both.
 
     Raises:
         ModelLoadError: unknown name, or a model folder that does not load;
