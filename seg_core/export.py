@@ -7,15 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from seg_core.core.paths import MODELS_DIR
+from seg_core.runtime.base import ModelLoadError
 from seg_core.runtime.export import FORMATS, ExportError, export_model
+from seg_core.runtime.predictor import UNetPredictor
+from seg_core.runtime.registry import trained_models
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seg_core.core.paths import MODELS_DIR
-    from seg_core.runtime.base import ModelLoadError
-    from seg_core.runtime.predictor import UNetPredictor
-    from seg_core.runtime.registry import trained_models
-
     parser = argparse.ArgumentParser(
         prog="python -m seg_core.export",
         description="Export a trained U-Net through Keras' Model.export (batch size left dynamic). "

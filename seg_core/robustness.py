@@ -6,21 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-from tqdm import tqdm
-
 from seg_core.data.leeds import DATA_ENV, SPLIT_FILE, SPLITS, DatasetNotFoundError, load_split_photos
 from seg_core.evaluation.robustness import (
-    COLUMNS,
     CONDITIONS,
     ROBUSTNESS_FILE,
     SETTINGS,
-    load_robustness,
-    run_condition,
+    run_models,
     summarize,
+    write_robustness,
 )
 from seg_core.runtime.base import ModelLoadError
-from seg_core.runtime.registry import available_predictors, load_predictor
+from seg_core.runtime.registry import available_predictors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,24 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     ids, pairs = [s.id for s in samples], list(zip(images, masks, strict=True))
     names = args.models or available_predictors()
-    conditions = args.conditions or list(CONDITIONS)
-    rows: list[dict] = []
-    for model_index, model in enumerate(names):
-        try:
-            predictor = load_predictor(model)
-        except ModelLoadError as exc:
-            sys.exit(f"error: {exc}")
-        settings = list(SETTINGS) if args.ablation and model_index == 0 and predictor.kind == "unet" else ["default"]
-        jobs = [(c, s) for s in settings for c in conditions]
-        for condition, setting in tqdm(jobs, desc=model, file=sys.stderr):
-            rows += run_condition(predictor, condition, ids, pairs, setting)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    if args.update and args.out.is_file():
-        kept = load_robustness(args.out)
-        replaced = kept["model"].isin(names) & kept["condition"].isin(conditions)
-        df = pd.concat([kept[~replaced], df], ignore_index=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    try:
+        df = run_models(names, args.conditions or list(CONDITIONS), ids, pairs, args.ablation)
+    except ModelLoadError as exc:
+        sys.exit(f"error: {exc}")
+    df = write_robustness(df, args.out, args.update)
     summary = summarize(df)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {len(df)} rows to {args.out}")

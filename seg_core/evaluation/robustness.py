@@ -14,6 +14,7 @@ condition and model without running a network.
 
 from __future__ import annotations
 
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -22,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from seg_core.core.imaging import load_image, load_mask
 from seg_core.core.metrics import confusion
 from seg_core.core.paths import MODELS_DIR, SAMPLES_DIR
 from seg_core.data import photo_transforms as pt
 from seg_core.runtime.base import InferenceOptions, Predictor, threshold_mask
+from seg_core.runtime.registry import load_predictor
 
 Pair = tuple[np.ndarray, np.ndarray]
 Transform = Callable[[np.ndarray, np.ndarray, list[Pair], int], Pair]
@@ -292,3 +295,36 @@ def sample_pairs(samples_dir: str | Path = SAMPLES_DIR) -> tuple[list[str], list
     photos = sorted((Path(samples_dir) / "images").glob("*.jpg"))
     pairs = [(load_image(p), load_mask(Path(samples_dir) / "masks" / f"{p.stem}_seg0.png")) for p in photos]
     return [p.stem for p in photos], pairs
+
+
+def run_models(
+    names: list[str], conditions: list[str], ids: list[str], pairs: list[Pair], ablation: bool = False
+) -> pd.DataFrame:
+    """Every model under every condition (rows of ``COLUMNS``).
+
+    With ``ablation``, the first model also runs every other inference setting in
+    :data:`SETTINGS` (the second look and test-time augmentation measured).
+
+    Raises:
+        ModelLoadError: an unknown or broken model.
+    """
+    rows: list[dict] = []
+    for model_index, model in enumerate(names):
+        predictor = load_predictor(model)
+        settings = list(SETTINGS) if ablation and model_index == 0 and predictor.kind == "unet" else ["default"]
+        jobs = [(c, s) for s in settings for c in conditions]
+        for condition, setting in tqdm(jobs, desc=model, file=sys.stderr):
+            rows += run_condition(predictor, condition, ids, pairs, setting)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_robustness(df: pd.DataFrame, path: str | Path = ROBUSTNESS_FILE, update: bool = False) -> pd.DataFrame:
+    """Write the rows; with ``update``, keep the file's rows of other models and other conditions."""
+    path = Path(path)
+    if update and path.is_file():
+        kept = load_robustness(path)
+        replaced = kept["model"].isin(set(df["model"])) & kept["condition"].isin(set(df["condition"]))
+        df = pd.concat([kept[~replaced], df], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
