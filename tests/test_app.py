@@ -18,12 +18,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import streamlit as st
+from collection_cases import GARDEN_LEFT_OUT, folder_zip, garden, zip_of
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ui_common
 from seg_core.core.paths import REPO_ROOT
-from seg_core.evaluation import results, robustness
+from seg_core.data.collections import COLLECTIONS_ENV, read_folder
+from seg_core.evaluation import generalisation, results, robustness
+from seg_core.evaluation.evaluate import evaluate_collection
 from seg_core.outputs import annotations
 from seg_core.outputs.compact import compact
 from seg_core.outputs.cutout import crop_box
@@ -333,7 +336,8 @@ def fake_results(tmp_path, monkeypatch):
 
 def test_validation_charts_follow_the_threshold(fake_results):
     at = open_page("pages/validation.py")
-    assert len(at.get("vega_lite_chart")) == 5
+    # Threshold curves, two distributions, model against model, per species, latency.
+    assert len(at.get("vega_lite_chart")) == 6
     summary = at.dataframe[0].value.set_index("model")
     assert set(summary.index) == {"net-a", "net-b", "flat"}
     at.select_slider(key="val_threshold").set_value(0.75)
@@ -353,6 +357,112 @@ def test_validation_without_models_still_shows_latency(fake_results):
     assert "Choose at least one model" in all_text(at)
     assert [s.value for s in at.subheader] == ["Latency"]
     assert len(at.get("vega_lite_chart")) == 1 and list(at.dataframe[0].value["model"]) == ["net-a"]
+
+
+# --- Your own collections on the Validation page ----------------------------------------------------
+
+
+@pytest.fixture
+def own_collections(tmp_path, monkeypatch):
+    """Collections "garden" (3 photos, 2 files left out) and "woods" (with species), evaluated by two baselines."""
+    root = tmp_path / "collections"
+    for name, species in (("garden", None), ("woods", ["Monarch", "Monarch", "Painted Lady"])):
+        folder = garden(root / name, species=species)
+        evaluate_collection(read_folder(folder), folder, ["otsu", "grabcut"], progress=False)
+    monkeypatch.setenv(COLLECTIONS_ENV, str(root))
+    return root
+
+
+def subheaders(at: AppTest) -> list[str]:
+    return [s.value for s in at.subheader]
+
+
+def test_validation_picker_shows_a_collection_and_keeps_each_ones_settings(fake_results, own_collections):
+    at = open_page("pages/validation.py")
+    picker = at.selectbox(key="val_collection")
+    assert picker.options == ["Leeds test split", "garden", "woods", "Upload a new collection..."]
+    assert set(at.dataframe[0].value["model"]) == {"net-a", "net-b", "flat"}
+    at.multiselect(key="val_models").set_value(["net-a", "net-b"])
+    picker.set_value("garden")
+    rerun(at)
+    table = at.dataframe[0].value.set_index("model")
+    assert set(table.index) == {"otsu", "grabcut"} and table.loc["otsu", "iou"] == 1.0
+    assert (table["photos"] == 3).all()
+    text = all_text(at)
+    assert "3 photos of the collection garden" in text and "Masks read as: 0/255 (3 photos)." in text
+    assert at.expander[0].label == "2 file(s) left out"
+    assert all(file in text and reason in text for file, reason in GARDEN_LEFT_OUT.items())
+    assert "Per species" not in subheaders(at) and "Model against model" in subheaders(at)
+    assert sorted(captions(at)) == [f"photo{n}: IoU 1.0000, Dice 1.0000" for n in range(3)]
+    at.selectbox(key="val_collection").set_value("woods")
+    rerun(at)
+    assert "Per species" in subheaders(at) and at.selectbox(key="val_collection").value == "woods"
+    at.selectbox(key="val_collection").set_value(":leeds-test")
+    rerun(at)
+    assert at.multiselect(key="val_models").value == ["net-a", "net-b"]
+    assert set(at.dataframe[0].value["model"]) == {"net-a", "net-b"} and "Per species" in subheaders(at)
+
+
+def upload_page(monkeypatch) -> AppTest:
+    """The Validation page with "Upload a new collection" chosen.
+
+    AppTest starts every run in Streamlit's legacy pages mode, in which the page
+    reruns itself through the app's navigation (ui_common.require_app_navigation);
+    that rerun would swallow a button's click, so it is skipped here.
+    """
+    monkeypatch.setattr(ui_common, "require_app_navigation", lambda: None)
+    at = open_page("pages/validation.py")
+    at.selectbox(key="val_collection").set_value(":upload")
+    return rerun(at)
+
+
+def finish_job(at: AppTest) -> AppTest:
+    """Rerun the page (as the progress fragment's timer would) until the background job has finished."""
+    for _ in range(200):
+        if "val_job" not in at.session_state:
+            return at
+        time.sleep(0.1)
+        rerun(at)
+    raise AssertionError("the evaluation did not finish")
+
+
+def test_an_uploaded_zip_is_evaluated_in_the_background_then_shown(
+    fake_results, own_collections, monkeypatch, tmp_path
+):
+    at = upload_page(monkeypatch)
+    assert subheaders(at)[0] == "Evaluate your own photos"
+    data = folder_zip(garden(tmp_path / "upload"), "meadow/")
+    at.file_uploader(key="val_upload_zip").upload("meadow.zip", data, "application/zip")
+    at.multiselect(key="val_upload_models").set_value(["otsu"])
+    rerun(at)
+    at.button(key="val_upload_start").click()
+    finish_job(rerun(at))
+    assert at.selectbox(key="val_collection").value == "meadow"
+    assert at.dataframe[0].value.set_index("model").loc["otsu", ["photos", "iou"]].tolist() == [3, 1.0]
+    assert at.expander[0].label == "2 file(s) left out"
+    assert (own_collections / "meadow" / "eval_meadow.csv").is_file()
+
+
+def test_bad_uploads_get_a_clear_error(fake_results, own_collections, monkeypatch):
+    at = upload_page(monkeypatch)
+    at.file_uploader(key="val_upload_zip").upload("notes.zip", b"these are notes", "application/zip")
+    rerun(at)
+    at.button(key="val_upload_start").click()
+    rerun(at)
+    assert "not a ZIP archive" in at.error[0].value
+    lonely = zip_of({"images/a.png": png((8, 8), 30), "masks/readme.txt": b"no masks yet"})
+    at.file_uploader(key="val_upload_zip").set_value([("garden.zip", lonely, "application/zip")])
+    rerun(at)
+    at.button(key="val_upload_start").click()
+    rerun(at)
+    assert "exists already" in at.error[0].value, "the name comes from the file and garden is taken"
+    at.text_input(key="val_upload_name").input("lonely")
+    rerun(at)
+    at.button(key="val_upload_start").click()
+    finish_job(rerun(at))
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "no usable photo-and-mask pair" in errors[0] and "images/a.png" in errors[0]
+    assert at.selectbox(key="val_collection").value == ":upload" and not (own_collections / "lonely").exists()
 
 
 def test_missing_results_show_a_message(tmp_path, monkeypatch):
@@ -647,12 +757,14 @@ def test_a_queued_session_is_told_how_many_are_ahead(monkeypatch):
     assert not [e for e in at.get("info") if "Waiting" in str(e.value)], "the status goes once the photo is done"
 
 
-def test_robustness_page_charts_every_condition_for_the_chosen_models():
+def test_robustness_page_charts_every_condition_for_the_chosen_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(generalisation, "GENERALISATION_FILE", tmp_path / "generalisation.csv")
     at = open_page("pages/robustness.py")
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 1
     table = at.dataframe[0].value
-    assert len(table) == len(robustness.CONDITIONS) and list(table.columns) == ["unet-best", "unet-bce", "unet-light"]
+    networks = ["unet-best", "u2netp", "unet-bce", "unet-light"]
+    assert len(table) == len(robustness.CONDITIONS) and list(table.columns) == networks
     assert sorted(captions(at)) == sorted(c.label for c in robustness.CONDITIONS.values())
     at.multiselect(key="rob_models").set_value(["grabcut"])
     rerun(at)
@@ -660,6 +772,24 @@ def test_robustness_page_charts_every_condition_for_the_chosen_models():
     at.multiselect(key="rob_models").set_value([])
     rerun(at)
     assert "Choose at least one model" in all_text(at) and not at.get("vega_lite_chart")
+    assert "No leave-species-out results yet" in all_text(at)
+
+
+def test_robustness_page_shows_species_never_seen(tmp_path, monkeypatch):
+    rows = [
+        {"recipe": recipe, "fold": 0, "held_out": "001+002", "image_id": f"{s}0001", "species": s}
+        | {"height": 1, "width": 2, "tp": tp, "fp": 0, "fn": 2 - tp, "tn": 0, "infer_ms": 1.0}
+        for recipe, tps in (("basic", (1, 2)), ("zero-shot:u2netp", (2, 2)))
+        for s, tp in zip(("001", "002"), tps, strict=True)
+    ]
+    path = generalisation.write_rows(rows, tmp_path / "generalisation.csv")
+    monkeypatch.setattr(generalisation, "GENERALISATION_FILE", path)
+    at = open_page("pages/robustness.py")
+    assert not at.exception
+    summary = at.dataframe[-1].value
+    assert list(summary.index) == ["zero-shot:u2netp", "basic"]
+    assert summary.loc["basic", "worst species"] == "Monarch" and summary.loc["basic", "worst species IoU"] == 0.5
+    assert len(at.get("vega_lite_chart")) == 2
 
 
 def test_robustness_page_without_results_says_how_to_make_them(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from collection_cases import folder_zip, garden
 from PIL import Image
 
 import ui_common
@@ -229,3 +230,37 @@ def test_soft_edges_on_a_colour_give_a_cut_out_download(server_url, browser):
     assert picture[0, 0].tolist() == [0, 255, 0]
     # Soft edges: along the butterfly's outline, colours between the photo's and the background's.
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 1000
+
+
+def test_an_uploaded_collection_zip_is_evaluated_and_its_scores_shown(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    archive = tmp_path / "meadow.zip"
+    archive.write_bytes(folder_zip(garden(tmp_path / "meadow"), "meadow/"))
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    env["WINGMASK_COLLECTIONS"] = str(tmp_path / "collections")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with soak.streamlit_server(ARTIFACTS / "streamlit-collection.log", env, START_TIMEOUT_S) as (url, _pid):
+        page = open_page(browser, f"{url}/validation", {"width": 1400, "height": 2000})
+        choose(page, "Collection", "Upload a new collection")
+        page.get_by_role("heading", name="Evaluate your own photos").wait_for(timeout=PAGE_TIMEOUT_MS)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(archive))
+        wait_idle(page)
+        # Only the fast baseline, so the test does not wait for every network: clear the models, then pick Otsu.
+        models = page.locator('[data-testid="stMultiSelect"]', has_text="Models").locator("input")
+        models.click()
+        for _ in ui_common.catalogue()["model"]:
+            page.keyboard.press("Backspace")
+        models.fill("otsu")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        wait_idle(page)
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        page.get_by_text("3 photos of the collection meadow").wait_for(timeout=PAGE_TIMEOUT_MS)
+        wait_idle(page)
+        assert combobox(page, "Collection").input_value() == "meadow"
+        expect(page.get_by_role("heading", name="Scores at threshold 0.50 (per-image)")).to_be_visible()
+        expect(page.get_by_text("2 file(s) left out")).to_be_visible()
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        page.screenshot(path=str(ARTIFACTS / "validation-own-collection.png"), full_page=True)
+    assert (tmp_path / "collections" / "meadow" / "eval_meadow.csv").is_file()

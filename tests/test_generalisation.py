@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from tiny_leeds import tiny_dataset
 
+from seg_core import evaluate as evaluate_cli
 from seg_core import train as train_cli
 from seg_core.evaluation import generalisation as gen
 from seg_core.models.training import train
@@ -63,3 +64,12 @@ def test_a_tiny_leave_species_out_run_holds_every_photo_out_once(tmp_path):
     for fold, held_out in enumerate(folds):
         assert set(frame.loc[frame["fold"] == fold, "species"]) == set(held_out)
     assert (frame[["tp", "fp", "fn", "tn"]].sum(axis=1) == frame["height"] * frame["width"]).all()
+
+
+def test_the_command_refuses_a_missing_recipe_with_a_message(tmp_path, capsys):
+    split_file = tiny_dataset(tmp_path / "data")
+    argv = ["--leave-species-out", str(tmp_path / "none.toml"), "--data", str(tmp_path / "data")]
+    with pytest.raises(SystemExit) as exit_:
+        evaluate_cli.main([*argv, "--split-file", str(split_file), "--generalisation-file", str(tmp_path / "g.csv")])
+    assert exit_.value.code == 2 and "none.toml" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()

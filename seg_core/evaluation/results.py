@@ -19,6 +19,7 @@ import pandas as pd
 
 from seg_core.core.metrics import METRICS, BoundaryCounts, Confusion, all_metrics
 from seg_core.core.paths import MODELS_DIR
+from seg_core.data.leeds import SPLITS
 
 EVAL_TEST_FILE = MODELS_DIR / "eval_test.csv"
 BENCH_FILE = MODELS_DIR / "bench.csv"
@@ -94,8 +95,9 @@ def load_eval(path: str | os.PathLike = EVAL_TEST_FILE) -> pd.DataFrame:
         path: the CSV file (default ``models/eval_test.csv``).
 
     Returns:
-        The rows, with ``image_id`` and ``species`` as zero-padded strings and a
-        float ``threshold`` that is NaN on binary-only rows.
+        The rows, with ``image_id`` and ``species`` as strings (zero-padded on
+        Leeds rows; a collection's species may be NaN) and a float
+        ``threshold`` that is NaN on binary-only rows.
 
     Raises:
         ResultsMissingError: the file does not exist.
@@ -104,8 +106,10 @@ def load_eval(path: str | os.PathLike = EVAL_TEST_FILE) -> pd.DataFrame:
     text = {"model": str, "kind": str, "image_id": str, "species": str, "split": str}
     # Files written before the boundary columns existed lack them; the fix is a new evaluation.
     df = _read_csv(path, EVAL_COLUMNS, "evaluation", text, "rerun `python -m seg_core.evaluate` to rewrite it")
-    df["image_id"] = df["image_id"].str.zfill(7)
-    df["species"] = df["species"].str.zfill(3)
+    # Leeds ids and species codes lose their leading zeros in a spreadsheet; a collection's names are kept as they are.
+    leeds = df["split"].isin(SPLITS)
+    df.loc[leeds, "image_id"] = df.loc[leeds, "image_id"].str.zfill(7)
+    df.loc[leeds, "species"] = df.loc[leeds, "species"].str.zfill(3)
     try:
         df["threshold"] = pd.to_numeric(df["threshold"]).round(2)
         for column in [*COUNT_COLUMNS, *BOUNDARY_COLUMNS, "height", "width"]:
@@ -287,6 +291,32 @@ def worst_images(df: pd.DataFrame, model: str, threshold: float, n: int = 6, met
     rows = with_metrics(at_threshold(df[df["model"] == model], threshold))
     rows = rows.sort_values([metric, "image_id"], kind="stable").head(n)
     return rows[["image_id", "species", *METRIC_NAMES]].reset_index(drop=True)
+
+
+def model_against_model(
+    df: pd.DataFrame, first: str, second: str, threshold: float, metric: str = "iou"
+) -> pd.DataFrame:
+    """Two models' scores on each photo both were evaluated on, at ``threshold``.
+
+    Args:
+        df: all evaluation rows.
+        first, second: model names.
+        threshold: the threshold to read.
+        metric: a name from :data:`METRIC_NAMES`.
+
+    Returns:
+        One row per photo: ``image_id``, ``species``, ``first`` and ``second``
+        (the two models' ``metric``) and ``difference`` (second minus first), in image id order.
+    """
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; use one of {METRIC_NAMES}")
+    rows = at_threshold(df[df["model"].isin([first, second])], threshold)
+    scored = rows if metric in rows.columns else with_metrics(rows)
+    pick = {model: scored[scored["model"] == model].set_index("image_id") for model in (first, second)}
+    table = pd.DataFrame({"first": pick[first][metric], "second": pick[second][metric]}).dropna()
+    table.insert(0, "species", pick[first]["species"].reindex(table.index))
+    table["difference"] = table["second"] - table["first"]
+    return table.sort_index().rename_axis("image_id").reset_index()
 
 
 def latency_long(bench: pd.DataFrame) -> pd.DataFrame:
