@@ -91,6 +91,7 @@ PAGES = (
     PageSpec("pages/compare.py", "Compare models", ":material/compare:"),
     PageSpec("pages/validation.py", "Validation metrics", ":material/bar_chart:"),
     PageSpec("pages/robustness.py", "Robustness", ":material/shield:"),
+    PageSpec("pages/teach.py", "Teach", ":material/school:"),
 )
 _IN_APP = contextvars.ContextVar("wingmask_in_app", default=False)
 _TF_IMPORT = threading.Lock()

@@ -8,15 +8,25 @@ from pathlib import PurePath
 
 import pandas as pd
 import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
 
 import ui_common
 from seg_core.core import labels
 from seg_core.core.imaging import InvalidImageError
-from seg_core.outputs import annotations
+from seg_core.data.collections import NAME_RULE, CollectionError, collections_dir
+from seg_core.data.teaching import MAX_PAIRS
+from seg_core.outputs import annotations, correction
 from seg_core.outputs import files as outputs
+from seg_core.outputs.compact import approximate
 from seg_core.outputs.cutout import BLUR, DEFAULT_MARGIN, FORMATS, TRANSPARENT, Background, parse_background
 from seg_core.outputs.matting import Matte
-from seg_core.outputs.postprocess import MAX_HOLE_FRACTION, MIN_REGION_FRACTION, foreground_fraction, screen_bytes
+from seg_core.outputs.postprocess import (
+    MAX_HOLE_FRACTION,
+    MIN_REGION_FRACTION,
+    foreground_fraction,
+    overlay,
+    screen_bytes,
+)
 from seg_core.runtime.base import InferenceOptions, ModelLoadError, Predictor
 from seg_core.runtime.registry import available_predictors
 from seg_core.service.analysis import (
@@ -30,6 +40,7 @@ from seg_core.service.analysis import (
     views,
 )
 from seg_core.service.batch import OutputOptions
+from seg_core.service.teach import save_to_collection
 
 ui_common.require_app_navigation()
 
@@ -42,6 +53,15 @@ CLEANUPS = {
 BACKGROUNDS = {TRANSPARENT: "Transparent", "colour": "Colour", BLUR: "Blurred photo", "image": "Image"}
 MIME = {"png": "image/png", "webp": "image/webp"}
 MM_FIELDS = ("area_mm2", "wingspan_mm")
+#: The correction tools, as people read them.
+TOOLS = {
+    correction.GROW: "Click: grow from the network's map",
+    correction.GRABCUT: "Click: GrabCut from the photo's colours",
+    correction.BRUSH: "Drag: brush",
+}
+ADD, REMOVE = "Add butterfly", "Remove"
+#: The picture to click on goes to the browser as a JPEG: a PNG of a large photo is megabytes a redraw.
+CLICK_QUALITY = 85
 
 
 @dataclass(frozen=True)
@@ -374,6 +394,134 @@ def batch_downloads(
         )
 
 
+def correction_state(index: int, source: tuple, mask, event: dict | None) -> dict:
+    """The photo's correction in progress: ``source`` (what it started from), ``history`` and ``handled`` (a click).
+
+    Started again from ``mask`` when the photo, model or mask settings changed; a new start takes the
+    picture's last click as handled, since it was made on the photo or mask shown before. A plain dict,
+    since a class of this page is a new class on every run.
+    """
+    key = f"seg_fix_state_{index}"
+    state = st.session_state.get(key)
+    if state is None or state["source"] != source:
+        state = {"source": source, "history": correction.History.start(mask), "handled": (event or {}).get("unix_time")}
+        st.session_state[key] = state
+    return state
+
+
+def apply_click(photo: ui_common.Photo, result: Result, state: dict, edit: correction.Edit) -> None:
+    """Apply one click or stroke to the correction (GrabCut in an admission slot: it takes about a second)."""
+    analysis = result.outcome.analysis
+    try:
+        with ui_common.heavy(photo):
+            mask = correction.apply_edit(
+                analysis.shown_image, approximate(analysis.shown_levels), state["history"].current, edit
+            )
+    except correction.CorrectionError as exc:
+        st.warning(f"That click could not be used: {exc}.")
+        return
+    state["history"] = state["history"].push(mask)
+
+
+def step_back(state: dict, step: str) -> None:
+    """Undo the last edit or reset to the start (a button's callback, so the picture redraws at once)."""
+    state["history"] = getattr(state["history"], step)()
+
+
+def save_correction(photo: ui_common.Photo, image, state: dict) -> None:
+    """Save the photo and its corrected mask into the collection named on the page (the save button's callback).
+
+    What happened is kept in ``state["saved"]`` as (kind, text) for the page to show.
+    """
+    name = st.session_state.get("seg_fix_collection", "")
+    try:
+        saved = save_to_collection(collections_dir(), name, photo.name, image, state["history"].current)
+    except (CollectionError, OSError) as exc:
+        state["saved"] = ("error", f"**Not saved.** {exc}")
+        return
+    state["saved"] = (
+        "success",
+        f"Saved to the collection **{saved.folder.name}** ({saved.photos} of at most {MAX_PAIRS} photos). "
+        "Teach a model from it on the **Teach** page.",
+    )
+
+
+def correction_section(photo: ui_common.Photo, result: Result, settings: Settings, index: int) -> None:
+    """Fix the mask with clicks and strokes, undo or reset, and save the photo and mask to a collection."""
+    click_key = f"seg_fix_click_{index}"
+    event = st.session_state.get(click_key)
+    source = (photo.key, settings.predictor.name, settings.options, settings.mask)
+    state = correction_state(index, source, result.outcome.mask, event)
+    image = result.outcome.analysis.shown_image
+    tools, modes, size = st.columns([3, 2, 2])
+    tool = tools.radio(
+        "Tool", list(TOOLS), format_func=TOOLS.get, key=f"seg_fix_tool_{index}", persist_state=ui_common.KEEP
+    )
+    add = (
+        modes.radio("Clicks and strokes", [ADD, REMOVE], key=f"seg_fix_mode_{index}", persist_state=ui_common.KEEP)
+        == ADD
+    )
+    radius = size.slider(
+        "Brush radius (pixels)",
+        1,
+        60,
+        correction.seed_radius(image.shape[:2]) * 2,
+        key=f"seg_fix_radius_{index}",
+        disabled=tool != correction.BRUSH,
+    )
+    if event and event.get("unix_time") != state["handled"]:
+        state["handled"] = event["unix_time"]
+        shown, shape = (event["width"], event["height"]), image.shape[:2]
+        start = correction.from_screen(event["x1"], event["y1"], shown, shape)
+        end = correction.from_screen(event["x2"], event["y2"], shown, shape)
+        apply_click(photo, result, state, correction.drag_edit(tool, add, start, end, radius))
+    streamlit_image_coordinates(
+        overlay(image, state["history"].current),
+        key=click_key,
+        width="stretch",
+        click_and_drag=True,
+        image_format="JPEG",
+        jpeg_quality=CLICK_QUALITY,
+        cursor="crosshair",
+    )
+    st.caption(
+        "A click grows the region around it as far as the network rates it at least half as likely "
+        "(where the network sees nothing there, GrabCut decides from the photo's colours); GrabCut takes the "
+        "click as sure butterfly or background; the brush paints or erases along a drag. "
+        f"{state['history'].edits} edit(s) so far."
+    )
+    with st.container(horizontal=True):
+        for label, step, icon in (("Undo", "undo", ":material/undo:"), ("Reset", "reset", ":material/restart_alt:")):
+            st.button(
+                label,
+                key=f"seg_fix_{step}_{index}",
+                disabled=not state["history"].edits,
+                icon=icon,
+                on_click=step_back,
+                args=(state, step),
+            )
+    name = st.text_input(
+        "Collection",
+        key="seg_fix_collection",
+        persist_state=ui_common.KEEP,
+        placeholder="my-moths",
+        help=f"{NAME_RULE}. Kept in {collections_dir()} (set WINGMASK_COLLECTIONS to move it); "
+        f"at most {MAX_PAIRS} photos a collection.",
+    )
+    st.button(
+        "Save to collection",
+        key=f"seg_fix_save_{index}",
+        type="primary",
+        icon=":material/save:",
+        disabled=not name.strip(),
+        on_click=save_correction,
+        args=(photo, image, state),
+    )
+    saved = state.pop("saved", None)
+    if saved is not None:
+        (st.success if saved[0] == "success" else st.error)(saved[1])
+
+
 st.title("Segment photos")
 st.write(
     "Pick a sample or upload photos to get each butterfly's mask at the photo's own resolution, an overlay, "
@@ -428,4 +576,7 @@ for index, (photo, result, photo_names) in enumerate(zip(photos, results, names,
     with st.expander("Before / after", key=f"seg_before_after_{index}", on_change="rerun") as box:
         if box.open:
             comparison(result, settings.output, index)
+    with st.expander("Correct the mask and save it to a collection", key=f"seg_fix_{index}", on_change="rerun") as box:
+        if box.open:
+            correction_section(photo, result, settings, index)
     downloads(photo, result, photo_names, settings, index)

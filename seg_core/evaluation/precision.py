@@ -37,6 +37,7 @@ def _agreement_rows(
     images: list[np.ndarray],
     truths: list[np.ndarray],
     progress: bool,
+    precisions: tuple[str, ...] | None = None,
 ) -> list[dict]:
 
     def run(predictor: UNetPredictor) -> list[np.ndarray]:
@@ -57,6 +58,8 @@ def _agreement_rows(
     rows[0] |= {"fg_iou": keras_iou, "passed": True}
     for runtime in available_runtimes():
         for precision in RUNTIME_PRECISIONS[runtime] if runtime != "keras" else ():
+            if precisions is not None and precision not in precisions:
+                continue
             if precision == "int8" and not has_int8(directory, base["digest"]):
                 print(f"{name}: no INT8 version of these weights; skipped", file=sys.stderr)
                 continue
@@ -104,8 +107,6 @@ def check_runtimes(
         DatasetNotFoundError: no dataset, or no readable photo in the split.
         ModelLoadError: a model name is unknown or does not load.
     """
-    from seg_core.evaluation.bench import machine_description  # bench imports this module
-
     models_dir = Path(models_dir)
     names = models or trained_models(models_dir)
     unknown = sorted(set(names) - set(trained_models(models_dir)))
@@ -115,6 +116,13 @@ def check_runtimes(
     if not samples:
         raise DatasetNotFoundError(f"no readable {split} photos of the dataset")
     rows = [row for name in names for row in _agreement_rows(name, models_dir, images, truths, progress)]
+    return _store(rows, names, split, models_dir)
+
+
+def _store(rows: list[dict], names: list[str], split: str, models_dir: Path) -> pd.DataFrame:
+    """Replace the check rows of ``names`` in the models folder's check file with ``rows``; the new rows."""
+    from seg_core.evaluation.bench import machine_description  # bench imports this module
+
     cpu = f"{machine_description()}; {' '.join(cpu_flags()) or 'no BF16/AMX flags'}"
     table = pd.DataFrame(rows).assign(split=split, cpu=cpu, checked_at=datetime.date.today().isoformat())
     table = table[CHECK_COLUMNS]
@@ -122,3 +130,31 @@ def check_runtimes(
     kept = kept[~kept["model"].isin(names)]
     pd.concat([kept, table] if len(kept) else [table], ignore_index=True).to_csv(check_path(models_dir), index=False)
     return table
+
+
+def check_model(
+    name: str,
+    images: list[np.ndarray],
+    truths: list[np.ndarray],
+    split: str,
+    models_dir: str | os.PathLike = MODELS_DIR,
+    precisions: tuple[str, ...] = ("int8", "bf16"),
+) -> pd.DataFrame:
+    """Check one model's lower precisions against Keras FP32 on given photos; update the check file.
+
+    For a model whose own photos are not a Leeds split (a fine-tune checked on its
+    collection's held-out photos), and for only the precisions ``auto`` could pick
+    over FP32, which needs no check.
+
+    Args:
+        name: trained model name (a folder of ``models_dir``).
+        images, truths: the photos and their boolean masks.
+        split: what the photos are, written in the rows' ``split`` column.
+        models_dir: folder of the model and of ``precision_check.csv``.
+        precisions: the OpenVINO precisions to check.
+
+    Returns:
+        The rows of this check (Keras' own row first).
+    """
+    rows = _agreement_rows(name, Path(models_dir), images, truths, False, precisions)
+    return _store(rows, [name], split, Path(models_dir))

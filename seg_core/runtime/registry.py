@@ -31,8 +31,9 @@ def _baselines() -> dict[str, Callable[[], Predictor]]:
 
 
 def trained_models(models_dir: str | Path = MODELS_DIR) -> list[str]:
-    """Names of the trained U-Net folders under ``models_dir``, best first."""
-    names = sorted(p.parent.name for p in Path(models_dir).glob(f"*/{CONFIG_FILE}"))
+    """Names of the trained U-Net folders under ``models_dir``, best first (hidden folders are unfinished work)."""
+    folders = (p.parent for p in Path(models_dir).glob(f"*/{CONFIG_FILE}"))
+    names = sorted(folder.name for folder in folders if not folder.name.startswith("."))
     return sorted(names, key=lambda n: n != DEFAULT_MODEL)
 
 
