@@ -68,7 +68,7 @@ EXAMPLES = f"""examples:
   python -m seg_core.evaluate --split test
   python -m seg_core.evaluate --folder ~/my-butterflies --models {DEFAULT_MODEL} otsu --summary-json summary.json
   python -m seg_core.evaluate --coco labels.json --images photos/ --out-dir results/
-  python -m seg_core.evaluate --leave-species-out recipes/lso-basic.toml recipes/lso-colour.toml --models u2netp
+  python -m seg_core.evaluate --leave-species-out recipes/generalisation/*.toml --models u2netp
 
 A collection folder holds images/ (PNG, JPEG, TIFF, BMP or WebP photos) and masks/
 (masks with the same file names: 0/255, 0/1, palette or any non-zero as butterfly;

@@ -6,6 +6,7 @@ from tiny_leeds import tiny_dataset
 
 from seg_core import evaluate as evaluate_cli
 from seg_core import train as train_cli
+from seg_core.core.paths import RECIPES_DIR
 from seg_core.evaluation import generalisation as gen
 from seg_core.models.training import train
 
@@ -73,3 +74,9 @@ def test_the_command_refuses_a_missing_recipe_with_a_message(tmp_path, capsys):
         evaluate_cli.main([*argv, "--split-file", str(split_file), "--generalisation-file", str(tmp_path / "g.csv")])
     assert exit_.value.code == 2 and "none.toml" in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
+
+
+@pytest.mark.parametrize("path", sorted((RECIPES_DIR / "generalisation").glob("*.toml")), ids=lambda p: p.stem)
+def test_the_benchmark_recipes_parse(path):
+    args = train_cli.parse_args(["--config", str(path)])
+    assert args.model == "unet16" and args.size == 128 and args.recipe.startswith("leave-species-out")
