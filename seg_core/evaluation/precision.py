@@ -22,6 +22,7 @@ from seg_core.data.leeds import (
     DatasetNotFoundError,
     load_split_photos,
 )
+from seg_core.evaluation.bench import machine_description
 from seg_core.runtime.base import ModelLoadError, threshold_mask
 from seg_core.runtime.checks import CHECK_COLUMNS, MAX_IOU_GAP, MIN_AGREEMENT, check_path, read_checks
 from seg_core.runtime.engines import RUNTIME_PRECISIONS, available_runtimes, cpu_flags
@@ -121,8 +122,6 @@ def check_runtimes(
 
 def _store(rows: list[dict], names: list[str], split: str, models_dir: Path) -> pd.DataFrame:
     """Replace the check rows of ``names`` in the models folder's check file with ``rows``; the new rows."""
-    from seg_core.evaluation.bench import machine_description  # bench imports this module
-
     cpu = f"{machine_description()}; {' '.join(cpu_flags()) or 'no BF16/AMX flags'}"
     table = pd.DataFrame(rows).assign(split=split, cpu=cpu, checked_at=datetime.date.today().isoformat())
     table = table[CHECK_COLUMNS]

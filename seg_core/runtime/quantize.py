@@ -27,6 +27,7 @@ import numpy as np
 
 from seg_core.core.imaging import preprocess
 from seg_core.core.paths import MODELS_DIR
+from seg_core.runtime.checks import check_path, read_checks
 from seg_core.runtime.export import OPENVINO_XML, folder_digest, openvino_export
 from seg_core.runtime.int8 import META_FILE, QuantizeError, int8_folder
 from seg_core.runtime.predictor import UNetPredictor
@@ -121,8 +122,6 @@ def quantize(
 
 def _forget_checks(name: str, models_dir: Path) -> None:
     """Drop ``name``'s INT8 rows from the precision check file: the new model is unchecked."""
-    from seg_core.runtime.checks import check_path, read_checks
-
     checks = read_checks(models_dir)
     stale = (checks["model"] == name) & (checks["precision"] == "int8")
     if stale.any():
