@@ -100,12 +100,13 @@ def run_recipe(
         fold_dir = work_dir / f"{recipe}-fold{fold}"
         fold_dir.mkdir(parents=True, exist_ok=True)
         split_path = fold_dir / "split.json"
-        split_path.write_text(json.dumps(fold_split(split, held_out, by_id), indent=1))
+        fold_ids = fold_split(split, held_out, by_id)
+        split_path.write_text(json.dumps(fold_ids, indent=1))
         fold_args = copy.copy(args)
         fold_args.split, fold_args.out_dir, fold_args.name = split_path, fold_dir, "model"
         folder = train(fold_args)
         predictor = load_predictor(folder.name, models_dir=folder.parent)
-        test = [by_id[i] for i in json.loads(split_path.read_text())["test"]]
+        test = [by_id[i] for i in fold_ids["test"]]
         rows += score_photos(predictor, test, recipe, fold, held_out, progress)
     return rows
 
