@@ -60,10 +60,8 @@ from seg_core.evaluation.results import (
     ResultsFormatError,
     load_eval,
 )
-from seg_core.runtime.base import DEFAULT_MODEL, ModelLoadError
+from seg_core.runtime.base import DEFAULT_ALIAS, DEFAULT_MODEL, ModelLoadError, resolve_alias
 
-#: What ``--models`` accepts for the app's default model, whatever it is called.
-DEFAULT_ALIAS = "default"
 EXAMPLES = f"""examples:
   python -m seg_core.evaluate --split test
   python -m seg_core.evaluate --folder ~/my-butterflies --models {DEFAULT_MODEL} otsu --summary-json summary.json
@@ -143,7 +141,7 @@ def _models(args: argparse.Namespace) -> list[str] | None:
     """``--models`` with the default alias replaced by the default model's name."""
     if not args.models:
         return None
-    return [DEFAULT_MODEL if name.lower() == DEFAULT_ALIAS else name for name in args.models]
+    return [resolve_alias(name) for name in args.models]
 
 
 def _print_summary(path: Path, title: str, markdown: bool, parser: argparse.ArgumentParser) -> None:

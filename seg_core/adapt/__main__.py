@@ -25,8 +25,8 @@ from seg_core.core.paths import MODELS_DIR
 from seg_core.data.collections import CollectionError
 from seg_core.data.leeds import DATA_ENV, SPLIT_FILE
 from seg_core.models.adapt import GUARDS, AdaptError, Progress, read_recipe
-from seg_core.runtime.base import DEFAULT_MODEL
-from seg_core.service.teach import DEFAULT_ALIAS, adapt_collection
+from seg_core.runtime.base import DEFAULT_ALIAS, DEFAULT_MODEL
+from seg_core.service.teach import adapt_collection
 
 #: Settings the command line may change, with the recipe keys they set.
 SETTINGS = ("lr", "guard", "leeds_share", "distill_weight", "seed", "size", "max_epochs")
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base",
         help=f"model to start from: a name or a model folder (default: the recipe's, else {DEFAULT_MODEL}; "
-        f"{DEFAULT_ALIAS} names the default model)",
+        f"{DEFAULT_ALIAS.upper()} names the default model)",
     )
     p.add_argument("--folder", type=Path, required=True, help="the collection: a folder with images/ and masks/")
     p.add_argument("--name", required=True, help="the new model's name (a folder name no model uses yet)")

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_MODEL = "unet-best"
+#: What the commands accept for the default model, in any case (``--models DEFAULT``, ``--base default``).
+DEFAULT_ALIAS = "default"
+
+
+def resolve_alias(name: str) -> str:
+    """``name``, or :data:`DEFAULT_MODEL` where it is the default alias."""
+    return DEFAULT_MODEL if name.lower() == DEFAULT_ALIAS else name
 
 
 class ModelLoadError(RuntimeError):

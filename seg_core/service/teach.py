@@ -57,13 +57,11 @@ from seg_core.evaluation.evaluate import collection_summary, eval_path, evaluate
 from seg_core.evaluation.precision import check_model
 from seg_core.evaluation.results import EVAL_COLUMNS
 from seg_core.outputs.files import stem
-from seg_core.runtime.base import DEFAULT_MODEL, ModelLoadError
+from seg_core.runtime.base import ModelLoadError, resolve_alias
 from seg_core.runtime.engines import cpu_flags, openvino_available
 from seg_core.runtime.registry import baseline_names, load_predictor
 from seg_core.service.jobs import JobCancelled, JobContext, JobRunner, JobStatus, process_jobs
 
-#: ``--base DEFAULT`` names the default model, whatever it is.
-DEFAULT_ALIAS = "DEFAULT"
 #: Seconds a fine-tune keeps back for what follows training, measured on this project's 2-core CPU with
 #: other jobs running: the BF16 check on 73 photos took 35 s with INT8's, the INT8 version 50 s more,
 #: the comparison on 17 held-out photos 14 s.
@@ -167,7 +165,7 @@ def resolve_base(base: str, models_dir: str | os.PathLike = MODELS_DIR) -> Path:
     Raises:
         AdaptError: no such trained model.
     """
-    base = DEFAULT_MODEL if base == DEFAULT_ALIAS else base
+    base = resolve_alias(base)
     for candidate in (Path(base), Path(models_dir) / base, MODELS_DIR / base):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
