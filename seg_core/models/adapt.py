@@ -55,7 +55,6 @@ from seg_core.core.config import (
     load_config,
     save_config,
 )
-from seg_core.core.imaging import preprocess, resize_mask
 from seg_core.core.metrics import confusion, iou
 from seg_core.data import leeds
 from seg_core.data.augment import AugmentConfig, PhotoPool, augment_pair
@@ -78,7 +77,14 @@ from seg_core.data.teaching import (
 )
 from seg_core.models.losses import LOSSES
 from seg_core.models.registry import build_model
-from seg_core.models.training import BestCheckpoint, HistoryCSV, TimeLimit, library_versions, shown_path
+from seg_core.models.training import (
+    BestCheckpoint,
+    HistoryCSV,
+    TimeLimit,
+    library_versions,
+    shown_path,
+    validation_view,
+)
 
 RECIPE_FILE = "recipe.toml"
 #: Guards against forgetting: ``auto`` is replay when the Leeds dataset is found, else distillation.
@@ -237,13 +243,6 @@ def mean_photo_iou(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) 
     """Mean over photos of the foreground IoU of ``prob >= threshold`` against ``truth`` (N, S, S[, 1])."""
     pred = np.asarray(prob).reshape(len(truth), *np.shape(truth)[1:3]) >= threshold
     return float(np.mean([iou(confusion(p, t >= 0.5)) for p, t in zip(pred, np.asarray(truth), strict=True)]))
-
-
-def network_input(photos: PhotoSet, size: int, resample: str) -> tuple[np.ndarray, np.ndarray]:
-    """Photos and masks at the network's input size, as validation sees them."""
-    x = np.stack([preprocess(image, size, resample) for image in photos.images])
-    y = np.stack([resize_mask(mask, size) for mask in photos.masks])
-    return x, y
 
 
 def selection_score(scores: dict[str, float], leeds_before: float | None, tolerance: float) -> float:
@@ -619,9 +618,11 @@ def adapt(
     keras.utils.set_random_seed(settings.seed)
     teacher = build_model(config, arch)
     teacher.load_weights(base_dir / WEIGHTS_FILE)
-    sets = {"collection": network_input(lesson.val, config.input_size, config.resample)}
+    sets = {"collection": validation_view(lesson.val.images, lesson.val.masks, config.input_size, config.resample)}
     if lesson.leeds is not None:
-        sets["leeds"] = network_input(lesson.leeds[1], config.input_size, config.resample)
+        sets["leeds"] = validation_view(
+            lesson.leeds[1].images, lesson.leeds[1].masks, config.input_size, config.resample
+        )
     say("baseline", "scoring the base model")
     before = PhotoScores(sets, None, settings.leeds_tolerance).scores(teacher)
     validation = PhotoScores(sets, before.get("leeds_iou"), settings.leeds_tolerance)

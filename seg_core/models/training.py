@@ -321,6 +321,13 @@ def learning_rate(args: argparse.Namespace, steps_per_epoch: int):
     )
 
 
+def validation_view(images, masks, size: int, resample: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """Photos and masks at the network's input, the photos resized as inference resizes them."""
+    x = np.stack([preprocess(image, size, resample) for image in images])
+    y = np.stack([resize_mask(mask, size) for mask in masks])
+    return x, y
+
+
 def changed_views(images, masks, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Robust-augmented copies of the validation photos, fixed by ``seed`` so every epoch sees the same ones."""
     pool = PhotoPool(images, masks)
@@ -368,8 +375,7 @@ def train(args: argparse.Namespace) -> Path:
     train_samples, train_images, train_masks = data.load_pairs(train_samples)
     val_samples, val_images, val_masks = data.load_pairs(val_samples)
     print(f"loaded {len(train_samples)} train / {len(val_samples)} val photos in {time.time() - t0:.1f}s")
-    x_val = np.stack([preprocess(i, config.input_size) for i in val_images])
-    y_val = np.stack([resize_mask(m, config.input_size) for m in val_masks])
+    x_val, y_val = validation_view(val_images, val_masks, config.input_size, config.resample)
 
     augment = augmentation(args)
     seq = TrainSequence(
