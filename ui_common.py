@@ -36,6 +36,7 @@ import streamlit as st
 from seg_core.core import labels
 from seg_core.core.imaging import MAX_PIXELS, MAX_SIDE, InvalidImageError, load_image
 from seg_core.data.leeds import load_species
+from seg_core.evaluation import generalisation as gen
 from seg_core.evaluation.results import ResultsFormatError, ResultsMissingError, load_bench, load_eval
 from seg_core.outputs import files as outputs
 from seg_core.outputs.compact import CompactAnalysis, FullLevels, analyse_compact, full_levels
@@ -355,6 +356,38 @@ def background_picture(data: bytes) -> np.ndarray:
 def species() -> dict[str, dict[str, str]]:
     """Species code -> names, from the committed models/species.json."""
     return load_species()
+
+
+@st.cache_data(show_spinner=False)
+def _species_out(path: str, mtime: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = gen.load_generalisation(path)
+    return gen.summarize(rows), gen.per_species(rows)
+
+
+def species_out() -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Leave-species-out results (summary per recipe, IoU per held-out species), or None after saying why not.
+
+    Cached until models/generalisation.csv changes.
+    """
+    path = gen.GENERALISATION_FILE
+    if not path.is_file():
+        st.info("No leave-species-out results yet: `python -m seg_core.evaluate --leave-species-out RECIPE`.")
+        return None
+    return _species_out(str(path), path.stat().st_mtime)
+
+
+def species_out_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The leave-species-out summary with readable column names and the worst species' common name."""
+    shown = summary.rename(
+        columns={
+            "species_mean_iou": "mean over species",
+            "worst_species": "worst species",
+            "worst_species_iou": "worst species IoU",
+            "iou_per_photo": "mean per photo",
+        }
+    )
+    shown["worst species"] = shown["worst species"].map(lambda s: species().get(s, {}).get("common", s))
+    return shown
 
 
 @st.cache_data(show_spinner=False)

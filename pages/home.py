@@ -68,6 +68,29 @@ if notes:
 with st.expander("How each model was made"):
     st.markdown("\n".join(f"- **{row.model}**: {row.recipe or 'no recipe recorded'}" for row in table.itertuples()))
 
+st.subheader("Beyond Leeds", anchor=False)
+st.write(
+    "The U-Nets learnt from Leeds photos of ten species only. u2netp never saw a butterfly: it is rembg's "
+    "generic background remover, trained on everyday salient objects. u2netp-butterfly is u2netp fine-tuned on "
+    "the Leeds photos in colours turned around the colour circle, and wingmask-blend runs unet-best and "
+    "u2netp-butterfly together, leaning on the second where the first finds little butterfly. The test split "
+    "holds the same ten species, so it cannot tell how a model does on others; the leave-species-out benchmark "
+    "can: each recipe is trained five times, each time without two species, and tested on every photo of the two "
+    "it never saw (a blend recipe blends two recipes' fold models). Its recipes are sized for a 2-core CPU, "
+    "smaller and shorter than the committed models' own."
+)
+results = ui_common.species_out()
+if results is not None:
+    st.dataframe(
+        ui_common.species_out_table(results[0]),
+        column_order=["mean over species", "worst species", "worst species IoU", "mean per photo"],
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ("mean over species", "worst species IoU", "mean per photo")
+        },
+    )
+    st.page_link(ui_common.page_spec("pages/robustness.py").path, label="Per species, and recoloured photos")
+
 st.subheader("Data", anchor=False)
 split = load_split()
 st.write(

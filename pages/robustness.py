@@ -7,10 +7,10 @@ import pandas as pd
 import streamlit as st
 
 import ui_common
-from seg_core.evaluation import generalisation as gen
 from seg_core.evaluation import robustness as rb
 from seg_core.outputs.postprocess import display_copy, overlay, screen_bytes
 from seg_core.runtime.base import DEFAULT_MODEL
+from seg_core.runtime.registry import baseline_names
 
 ui_common.require_app_navigation()
 
@@ -35,13 +35,6 @@ def examples(index: int) -> list[tuple[str, object]]:
     return shown
 
 
-@st.cache_data(show_spinner=False)
-def species_out(path: str, mtime: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Leave-species-out results: the summary per recipe and the IoU per held-out species, cached per file."""
-    rows = gen.load_generalisation(path)
-    return gen.summarize(rows), gen.per_species(rows)
-
-
 def species_section(names: dict[str, dict[str, str]]) -> None:
     """The generalisation benchmark: recipes trained without some species, tested on those species."""
     st.subheader("Species never seen (leave-species-out)")
@@ -49,22 +42,11 @@ def species_section(names: dict[str, dict[str, str]]) -> None:
         "Each recipe is trained five times, each time without two of the ten Leeds species, and tested on every "
         "photo of the two it never saw; zero-shot models never saw any. Per-photo foreground IoU at threshold 0.5."
     )
-    path = gen.GENERALISATION_FILE
-    if not path.is_file():
-        st.info("No leave-species-out results yet: `python -m seg_core.evaluate --leave-species-out RECIPE`.")
+    results = ui_common.species_out()
+    if results is None:
         return
-    summary_table, per_species = species_out(str(path), path.stat().st_mtime)
-    shown = summary_table.rename(
-        columns={
-            "photos": "photos",
-            "species_mean_iou": "mean over species",
-            "worst_species": "worst species",
-            "worst_species_iou": "worst species IoU",
-            "iou_per_photo": "mean per photo",
-        }
-    )
-    shown["worst species"] = shown["worst species"].map(lambda s: names.get(s, {}).get("common", s))
-    st.dataframe(shown.style.format(precision=3), width="stretch")
+    summary_table, per_species = results
+    st.dataframe(ui_common.species_out_table(summary_table).style.format(precision=3), width="stretch")
     long = per_species.reset_index().melt(id_vars="recipe", var_name="species", value_name="iou")
     long["species"] = long["species"].map(lambda s: names.get(s, {}).get("common", s))
     chart = (
@@ -120,7 +102,7 @@ models = sorted(default["model"].unique(), key=lambda m: (m != DEFAULT_MODEL, m)
 chosen = st.multiselect(
     "Models",
     models,
-    default=[m for m in models if m.startswith(("unet", "u2net"))] or models,
+    default=[m for m in models if m not in baseline_names()] or models,
     key="rob_models",
     persist_state=ui_common.KEEP,
 )

@@ -9,9 +9,8 @@ import ui_common
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data.collections import CollectionError, collections_dir
 from seg_core.data.teaching import HOLD_OUT_FROM, MAX_NAME_LENGTH, MAX_PAIRS, MIN_PAIRS, AdaptError
-from seg_core.runtime.registry import trained_models
 from seg_core.service import jobs
-from seg_core.service.teach import start_adaptation, teachable_collections, training_history
+from seg_core.service.teach import start_adaptation, teachable_collections, teachable_models, training_history
 
 ui_common.require_app_navigation()
 
@@ -162,7 +161,7 @@ st.write(
     "knew. It runs in the background, one at a time."
 )
 found = {c.name: c for c in teachable_collections()}
-models = trained_models()
+models = teachable_models()
 busy = jobs.process_jobs().running()
 mine = st.session_state.get(JOB_KEY)
 with st.container(border=True):

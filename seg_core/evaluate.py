@@ -50,6 +50,8 @@ from seg_core.evaluation.evaluate import (
 from seg_core.evaluation.generalisation import (
     GENERALISATION_FILE,
     load_generalisation,
+    read_blend_recipe,
+    run_blend,
     run_recipe,
     run_zero_shot,
     species_folds,
@@ -93,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="RECIPE",
         help="train each recipe file once per fold of species without them and score every photo of the held-out "
-        "species; --models adds zero-shot models scored on the same photos; rows go to --generalisation-file",
+        "species; a blend recipe (a 'blend' key naming two recipes) scores the blend of their fold models from "
+        "--work-dir; --models adds zero-shot models scored on the same photos; rows go to --generalisation-file",
     )
     source.add_argument(
         "--coco", type=Path, metavar="FILE", help="a collection as a COCO instances file (with --images)"
@@ -238,9 +241,12 @@ def _run_leave_species_out(args: argparse.Namespace, parser: argparse.ArgumentPa
         scan = scan_dataset(resolve_data_dir(args.data))
         folds = species_folds((s.species for s in scan.samples), args.folds)
         data = ["--data", args.data] if args.data else []
-        recipes = [
-            training_args(["--config", str(r), *data, "--split", str(args.split_file)]) for r in args.leave_species_out
-        ]
+        blends = {path: read_blend_recipe(path) for path in args.leave_species_out}
+        recipes = {
+            path: training_args(["--config", str(path), *data, "--split", str(args.split_file)])
+            for path, blend in blends.items()
+            if blend is None
+        }
         rows = [
             row
             for name in _models(args) or []
@@ -248,8 +254,12 @@ def _run_leave_species_out(args: argparse.Namespace, parser: argparse.ArgumentPa
         ]
         with contextlib.ExitStack() as stack:
             work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wingmask-lso-")))
-            for path, recipe in zip(args.leave_species_out, recipes, strict=True):
+            # Training recipes first: a blend recipe blends fold models they leave in the work folder.
+            for path, recipe in recipes.items():
                 rows += run_recipe(recipe, path.stem, folds, work, train, progress)
+            for path, blend in blends.items():
+                if blend is not None:
+                    rows += run_blend(blend, path.stem, folds, work, args.data, args.split_file, progress)
     except (RecipeError, FileNotFoundError, ModelLoadError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     path = write_rows(rows, args.generalisation_file)

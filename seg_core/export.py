@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from seg_core.core.config import BlendConfig
 from seg_core.core.paths import MODELS_DIR
 from seg_core.runtime.base import ModelLoadError
 from seg_core.runtime.export import FORMATS, ExportError, export_model
@@ -34,9 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     if target.exists():
         parser.exit(2, f"error: {target} already exists\n")
     try:
+        predictor = UNetPredictor(args.models_dir / args.model, runtime="keras")
+        if isinstance(predictor.config, BlendConfig):
+            # Its graph returns the members' two maps; the rule that makes them one runs outside it.
+            raise ExportError(f"{args.model} is a blend: export its two members (its card names them)")
         out.mkdir(parents=True, exist_ok=True)
-        model = UNetPredictor(args.models_dir / args.model, runtime="keras").model
-        export_model(model, args.format, target)
+        export_model(predictor.model, args.format, target)
     except (ModelLoadError, ExportError, OSError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"wrote {target}", file=sys.stderr)

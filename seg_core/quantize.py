@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from seg_core.core.config import BlendConfig, load_config
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data.leeds import DATA_ENV, DatasetNotFoundError, load_split_photos
 from seg_core.runtime.base import ModelLoadError
@@ -23,7 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", default=str(MODELS_DIR), help="folder of trained U-Nets")
     args = parser.parse_args(argv)
     try:
-        names = args.models or trained_models(args.models_dir)
+        # Blends have no INT8 version of their own (quantise their members).
+        every = trained_models(args.models_dir)
+        names = args.models or [
+            n for n in every if not isinstance(load_config(Path(args.models_dir) / n)[1], BlendConfig)
+        ]
         _, photos, _ = load_split_photos(args.data, "train", limit=args.photos)
         if not photos:
             raise DatasetNotFoundError("no readable train photos")

@@ -31,7 +31,7 @@ from seg_core.outputs import annotations
 from seg_core.outputs.compact import compact
 from seg_core.outputs.cutout import crop_box
 from seg_core.outputs.matting import soft_matte
-from seg_core.runtime.base import InferenceOptions, ModelLoadError
+from seg_core.runtime.base import DEFAULT_MODEL, InferenceOptions, ModelLoadError
 from seg_core.runtime.catalogue import sample_photos
 from seg_core.runtime.registry import available_predictors, baseline_names, segment
 from seg_core.service import analysis as analysis_module
@@ -104,7 +104,12 @@ def test_every_page_is_in_the_app_navigation():
 def test_home_links_every_page_and_lists_every_model():
     at = open_page()
     assert at.title[0].value == "Wingmask"
-    assert [link.value for link in at.page_link] == ["**Segment**", "**Compare models**", "**Validation metrics**"]
+    assert [link.value for link in at.page_link] == [
+        "**Segment**",
+        "**Compare models**",
+        "**Validation metrics**",
+        "Per species, and recoloured photos",
+    ]
     table = at.dataframe[0].value.set_index("model")
     assert list(table.index) == available_predictors()
     assert table["parameters"].notna().all()
@@ -177,7 +182,7 @@ def test_threshold_moves_the_mask_without_running_the_model_again_and_says_the_t
     monkeypatch.setattr(ui_common, "analyse_compact", counting)
     process_cache().clear()
     at = open_page("pages/segment.py")
-    assert calls == [("unet-best", InferenceOptions())]
+    assert calls == [(DEFAULT_MODEL, InferenceOptions())]
     assert metric(at, "Model time").endswith(" ms")
     assert "measured just now" in all_text(at)
     before = metric(at, "Foreground")
@@ -727,7 +732,7 @@ def test_full_size_mask_download_equals_the_library_mask(downloads):
     rerun(at)
     assert "Shown at 1460x" in all_text(at) and metric(at, "Size") == f"{big.width}x{big.height}"
     assert "on a screen-size copy of this photo" in all_text(at)
-    _, expected = segment(data, ui_common.get_predictor("unet-best"), 0.37)
+    _, expected = segment(data, ui_common.get_predictor(DEFAULT_MODEL), 0.37)
     downloaded = decoded(downloads, "Mask PNG") > 0
     assert downloaded.shape == expected.shape == (big.height, big.width)
     assert expected.any() and np.array_equal(downloaded, expected)
@@ -763,7 +768,7 @@ def test_robustness_page_charts_every_condition_for_the_chosen_models(tmp_path, 
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 1
     table = at.dataframe[0].value
-    networks = ["unet-best", "u2netp", "unet-bce", "unet-light"]
+    networks = [DEFAULT_MODEL, "u2netp", "u2netp-butterfly", "unet-bce", "unet-best", "unet-light"]
     assert len(table) == len(robustness.CONDITIONS) and list(table.columns) == networks
     assert sorted(captions(at)) == sorted(c.label for c in robustness.CONDITIONS.values())
     at.multiselect(key="rob_models").set_value(["grabcut"])

@@ -23,6 +23,7 @@ from seg_core.evaluation.bench import (
 )
 from seg_core.evaluation.results import BENCH_COLUMNS, load_bench
 from seg_core.runtime import engines as runtimes
+from seg_core.runtime.base import DEFAULT_MODEL
 from seg_core.runtime.int8 import has_int8
 from seg_core.runtime.predictor import UNetPredictor
 from seg_core.runtime.registry import load_predictor
@@ -59,13 +60,14 @@ def test_jobs_cover_every_runtime_and_precision_the_cpu_runs(monkeypatch, flags)
 def test_default_speedup_compares_the_default_row_with_the_reference():
     table = pd.DataFrame(
         [
-            {"model": "unet-best", "runtime": "keras", "precision": "fp32", "default": False, "reference": False},
-            {"model": "unet-best", "runtime": "openvino", "precision": "bf16", "default": True, "reference": False},
+            {"model": DEFAULT_MODEL, "runtime": "keras", "precision": "fp32", "default": False, "reference": False},
+            {"model": DEFAULT_MODEL, "runtime": "openvino", "precision": "bf16", "default": True, "reference": False},
             {"model": REFERENCE_NAME, "runtime": "keras", "precision": "fp32", "default": False, "reference": True},
         ]
     ).assign(latency_median_ms=[40.0, 10.0, 400.0])
     assert default_speedup(table) == (
-        "default predictor unet-best (openvino bf16): 10.0 ms, 40.0x faster than the unet_classic reference (400.0 ms)"
+        f"default predictor {DEFAULT_MODEL} (openvino bf16): 10.0 ms, 40.0x faster than the unet_classic reference "
+        "(400.0 ms)"
     )
     assert default_speedup(table[~table["reference"]]) is None
 

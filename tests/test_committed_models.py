@@ -9,16 +9,16 @@ from seg_core.core.imaging import load_image, load_mask
 from seg_core.core.metrics import confusion, iou
 from seg_core.core.paths import REPO_ROOT
 from seg_core.data.leeds import SPLIT_FILE, file_sha256, load_split
-from seg_core.runtime.base import threshold_mask
+from seg_core.runtime.base import DEFAULT_MODEL, threshold_mask
 from seg_core.runtime.registry import load_predictor, trained_models
 
 SAMPLES = REPO_ROOT / "samples"
 PHOTOS = sorted((SAMPLES / "images").glob("*.jpg"))
 
 
-def test_three_recipes_are_committed():
-    assert {"unet-best", "unet-bce", "unet-light"} <= set(trained_models())
-    assert trained_models()[0] == "unet-best"
+def test_the_recipes_and_the_default_are_committed():
+    assert {"unet-best", "unet-bce", "unet-light", "u2netp-butterfly", DEFAULT_MODEL} <= set(trained_models())
+    assert trained_models()[0] == DEFAULT_MODEL
 
 
 def test_samples_come_from_the_test_split():

@@ -78,5 +78,12 @@ def test_the_command_refuses_a_missing_recipe_with_a_message(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", sorted((RECIPES_DIR / "generalisation").glob("*.toml")), ids=lambda p: p.stem)
 def test_the_benchmark_recipes_parse(path):
+    blend = gen.read_blend_recipe(path)
+    if blend is not None:
+        # A blend's members are recipes of the same benchmark.
+        assert all((path.parent / f"{member}.toml").is_file() for member in blend.members)
+        return
     args = train_cli.parse_args(["--config", str(path)])
-    assert args.model == "unet16" and args.size == 128 and args.recipe.startswith("leave-species-out")
+    assert args.model in {"unet16", "u2netp_seg"} and args.recipe.startswith("leave-species-out")
+    # Every fold of a fine-tuning recipe starts from weights that never saw Leeds.
+    assert args.init is None or args.init.name == "u2netp"

@@ -12,6 +12,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.csv"
+#: Licence notice of weights derived from someone else's (pretrained ones), carried by every derived model.
+NOTICE_FILE = "NOTICE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +85,59 @@ class U2NetConfig:
         return cls(**_known_fields(cls, data))
 
 
+@dataclasses.dataclass(frozen=True)
+class BlendConfig:
+    """Two networks in one graph: a U-Net and a U²-Net, and the rule that makes their two maps one.
+
+    The U-Net knows Leeds photos best, the U²-Net (fine-tuned from generic salient-object
+    weights) finds butterflies of species and colours Leeds lacks. The rule
+    (:mod:`seg_core.runtime.blend`): the U-Net's map where it is sure; elsewhere a
+    weighted mean of the two maps in which the U²-Net's share rises on photos where the
+    U-Net finds much less butterfly than it.
+
+    Attributes:
+        unet: the U-Net member.
+        u2net: the U²-Net member.
+        unsure_ratio: the U²-Net counts on photos where the U-Net's unsure pixels
+            (probability between 0.1 and 0.9) exceed this share of its mask's area.
+        u2net_weight: the U²-Net's share of the mean where the two roughly agree.
+        gate_ratio: the gate opens when the U-Net's mask covers less than this share
+            of the U²-Net's mask's area.
+        gate_weight: the U²-Net's share where the gate is open.
+        input_size: side of the square input the blend sees; a member with another
+            input size sees it resized to its own.
+    """
+
+    unet: UNetConfig = UNetConfig()
+    u2net: U2NetConfig = U2NetConfig(input_size=192, minmax_output=False, resample="bilinear", second_look=True)
+    unsure_ratio: float = 0.15
+    u2net_weight: float = 0.5
+    gate_ratio: float = 0.3
+    gate_weight: float = 0.6
+    input_size: int = INPUT_SIZE
+
+    #: The members, in the order of the blend graph's output channels.
+    members: ClassVar[tuple[str, str]] = ("unet", "u2net")
+    family: ClassVar[str] = "blend"
+    label: ClassVar[str] = "Blend"
+    second_look: ClassVar[bool] = True
+    resample: ClassVar[str] = "bilinear"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BlendConfig:
+        fields = dict(_known_fields(cls, data))
+        for key, member in (("unet", UNetConfig), ("u2net", U2NetConfig)):
+            if isinstance(fields.get(key), dict):
+                fields[key] = member.from_dict(fields[key])
+        return cls(**fields)
+
+
 #: A network's architecture, whichever family it belongs to.
-NetworkConfig = UNetConfig | U2NetConfig
-FAMILIES: dict[str, type[UNetConfig] | type[U2NetConfig]] = {c.family: c for c in (UNetConfig, U2NetConfig)}
+NetworkConfig = UNetConfig | U2NetConfig | BlendConfig
+FAMILIES: dict[str, type[NetworkConfig]] = {c.family: c for c in (UNetConfig, U2NetConfig, BlendConfig)}
 
 
 def _known_fields(cls: type, data: dict) -> dict:

@@ -20,12 +20,15 @@ import json
 import os
 import sys
 import time
+import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from seg_core.core.config import WEIGHTS_FILE
 from seg_core.core.metrics import Confusion, confusion, iou
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data import leeds
@@ -34,6 +37,8 @@ from seg_core.runtime.registry import load_predictor
 
 GENERALISATION_FILE = MODELS_DIR / "generalisation.csv"
 COLUMNS = ["recipe", "fold", "held_out", "image_id", "species", "height", "width", "tp", "fp", "fn", "tn", "infer_ms"]
+#: The fields of a blend recipe's rule (:class:`~seg_core.core.config.BlendConfig`).
+RULE_FIELDS = ("unsure_ratio", "u2net_weight", "gate_ratio", "gate_weight")
 #: What a zero-shot model's rows carry as their recipe, beside the model name.
 ZERO_SHOT = "zero-shot"
 
@@ -107,6 +112,78 @@ def run_recipe(
         folder = train(fold_args)
         predictor = load_predictor(folder.name, models_dir=folder.parent)
         test = [by_id[i] for i in fold_ids["test"]]
+        rows += score_photos(predictor, test, recipe, fold, held_out, progress)
+    return rows
+
+
+@dataclass(frozen=True)
+class BlendRecipe:
+    """A recipe that trains nothing: per fold, the blend of two recipes' fold models.
+
+    Read from a recipe file with a ``blend`` key (the two member recipes' names, U-Net
+    first) and the rule's fields (``unsure_ratio``, ``u2net_weight``, ``gate_ratio``, ``gate_weight``; see
+    :class:`~seg_core.core.config.BlendConfig`); the members' fold models must already be
+    in the benchmark's work folder (``--work-dir``), trained there by their own recipes.
+    """
+
+    members: tuple[str, str]
+    rule: dict
+
+
+def read_blend_recipe(path: str | os.PathLike) -> BlendRecipe | None:
+    """The blend recipe in ``path``, or None when it is a training recipe.
+
+    Raises:
+        ValueError: a ``blend`` key that does not name two recipes.
+    """
+    with open(path, "rb") as fh:
+        recipe = tomllib.load(fh)
+    if "blend" not in recipe:
+        return None
+    members = recipe["blend"]
+    if not (isinstance(members, list) and len(members) == 2 and all(isinstance(m, str) for m in members)):
+        raise ValueError(f"{path}: blend names two recipes (a U-Net's, then a U²-Net's), got {members!r}")
+    unknown = set(recipe) - {"blend", *RULE_FIELDS}
+    if unknown:
+        raise ValueError(f"{path}: unknown blend recipe keys {sorted(unknown)}")
+    return BlendRecipe(tuple(members), {key: float(recipe[key]) for key in RULE_FIELDS if key in recipe})
+
+
+def run_blend(
+    blend: BlendRecipe,
+    recipe: str,
+    folds: list[list[str]],
+    work_dir: Path,
+    data_dir: str | os.PathLike | None,
+    split_file: str | os.PathLike,
+    progress: bool = True,
+) -> list[dict]:
+    """Score each fold's blend of its member recipes' fold models on the fold's held-out photos.
+
+    Raises:
+        FileNotFoundError: a member's fold model is not in ``work_dir``.
+    """
+    # Imported here, as training is passed to run_recipe: this module stays free of
+    # TensorFlow until a recipe actually runs.
+    from seg_core.models.blend import assemble
+    from seg_core.runtime.engines import openvino_available
+    from seg_core.runtime.predictor import UNetPredictor
+
+    scan = leeds.scan_dataset(leeds.resolve_data_dir(data_dir))
+    split = leeds.load_split(split_file)
+    by_id = {s.id: s for s in scan.samples}
+    rows = []
+    for fold, held_out in enumerate(folds):
+        folders = [work_dir / f"{member}-fold{fold}" / "model" for member in blend.members]
+        for folder in folders:
+            if not (folder / WEIGHTS_FILE).is_file():
+                raise FileNotFoundError(
+                    f"{recipe}: no fold model in {folder}; run its recipe with the same --work-dir first"
+                )
+        config, model = assemble(*folders, **blend.rule)
+        runtime = "openvino" if openvino_available() else "keras"
+        predictor = UNetPredictor.from_model(model, config, f"{recipe}-fold{fold}", runtime=runtime)
+        test = [by_id[i] for i in fold_split(split, held_out, by_id)["test"]]
         rows += score_photos(predictor, test, recipe, fold, held_out, progress)
     return rows
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from seg_core.core.config import CARD_FILE, HISTORY_FILE
+from seg_core.core.config import CARD_FILE, HISTORY_FILE, NOTICE_FILE
 from seg_core.evaluation import results
 from seg_core.evaluation.robustness import CONDITIONS, summarize
 from seg_core.runtime.checks import checks_of
@@ -45,7 +45,9 @@ def _speed(bench: pd.DataFrame | None, name: str) -> str:
     )
 
 
-def _int8(directory: Path) -> str:
+def _int8(directory: Path, card: dict) -> str:
+    if "members" in card:
+        return "None: a blend runs its members at FP32 or BF16 (its two networks are quantised apart, if at all).\n"
     remake = f"`python -m seg_core.quantize --models {directory.name}`"
     meta = int8_meta(directory)
     if meta is None:
@@ -122,13 +124,26 @@ of the output map {max(check["max_abs_difference"]):.1e}
 """
 
 
-def _licence(card: dict) -> str:
+def _members(card: dict) -> str:
+    """What a blend is made of: its members, their shares and their weights' digests."""
+    lines = "\n".join(
+        f"- {m['role']}: `{m['name']}` x {m['share']:g} (weights sha256 `{m['weights_sha256'][:16]}…`; "
+        f"see `models/{m['name']}/README.md`)"
+        for m in card["members"]
+    )
+    return f"""## Members
+{lines}
+- Made with: `{card["command"]}` (no training of its own); libraries {json.dumps(card["library_versions"])}
+"""
+
+
+def _licence(card: dict, directory: Path) -> str:
+    leeds = "Leeds Butterfly Dataset (Wang, Markert & Everingham, BMVC 2009), research and learning use"
     if "source" in card:
-        return (
-            f"Weights: {card['source']['licence']} (`NOTICE`). Test photos: Leeds Butterfly Dataset "
-            "(Wang, Markert & Everingham, BMVC 2009), research and learning use.\n"
-        )
-    return "Leeds Butterfly Dataset (Wang, Markert & Everingham, BMVC 2009), research and learning use.\n"
+        return f"Weights: {card['source']['licence']} (`NOTICE`). Test photos: {leeds}.\n"
+    if (directory / NOTICE_FILE).is_file():
+        return f"Weights derived from pretrained weights under the terms in `NOTICE`. Photos: {leeds}.\n"
+    return f"{leeds}.\n"
 
 
 def render(
@@ -136,7 +151,7 @@ def render(
 ) -> str:
     """The Markdown card of the model in ``directory`` (trained here, or imported with its ``source``)."""
     card = json.loads((directory / CARD_FILE).read_text())
-    made = _source(card) if "source" in card else _training(card, directory)
+    made = _source(card) if "source" in card else _members(card) if "members" in card else _training(card, directory)
     return f"""# {card["name"]}
 
 {card["recipe"]}
@@ -155,9 +170,9 @@ config `{json.dumps(card["config"])}`
 ## Speed
 {_speed(bench, card["name"])}
 ## INT8 version
-{_int8(directory)}
+{_int8(directory, card)}
 ## Data and licence
-{_licence(card)}"""
+{_licence(card, directory)}"""
 
 
 def optional_table(loader, path: Path) -> pd.DataFrame | None:

@@ -5,4 +5,4 @@ Importing the package registers every family's architectures (as timm's model mo
 so ``seg_core.models.registry.create_model(name)`` knows them all.
 """
 
-from seg_core.models import u2net, unet  # noqa: F401  (registrations)
+from seg_core.models import blend, u2net, unet  # noqa: F401  (registrations)

@@ -81,6 +81,7 @@ from seg_core.models.training import (
     BestCheckpoint,
     HistoryCSV,
     TimeLimit,
+    carry_notice,
     library_versions,
     shown_path,
     validation_view,
@@ -664,6 +665,8 @@ def adapt(
         save_config(config, arch, staging)
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
         (staging / RECIPE_FILE).write_text(settings.to_toml(base_dir.name))
+        change = f"fine-tuned by Wingmask on the collection {folder.name} (seg_core/models/adapt.py)"
+        carry_notice(base_dir, staging, change)
         final = models_dir / name
         os.replace(staging, final)
     finally:

@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from seg_core.core.config import CARD_FILE, HISTORY_FILE, WEIGHTS_FILE, save_config
+from seg_core.core.config import CARD_FILE, HISTORY_FILE, NOTICE_FILE, WEIGHTS_FILE, save_config
 from seg_core.core.imaging import preprocess, resize_mask
 from seg_core.core.metrics import Confusion, all_metrics, confusion
 from seg_core.core.paths import REPO_ROOT
@@ -355,6 +355,17 @@ def augmentation(args: argparse.Namespace) -> AugmentConfig | None:
     return config
 
 
+def carry_notice(source: Path, out_dir: Path, change: str) -> None:
+    """Copy ``source``'s licence ``NOTICE`` (pretrained weights' terms) into ``out_dir``, saying what changed.
+
+    Weights derived from licensed ones carry the notice wherever they go; a source
+    without one (weights trained here) leaves nothing to carry.
+    """
+    notice = Path(source) / NOTICE_FILE
+    if notice.is_file() and notice.resolve() != (Path(out_dir) / NOTICE_FILE).resolve():
+        (Path(out_dir) / NOTICE_FILE).write_text(notice.read_text().rstrip("\n") + f"\nThen {change}.\n")
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run one training job described by parsed CLI arguments; returns the output folder."""
     keras.utils.set_random_seed(args.seed)
@@ -453,5 +464,7 @@ def train(args: argparse.Namespace) -> Path:
         "command": shlex.join(["python", "-m", "seg_core.train", *sys.argv[1:]]),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    if args.init:
+        carry_notice(args.init, out_dir, "fine-tuned by Wingmask on Leeds photos (seg_core/models/training.py)")
     print(f"best val IoU {checkpoint.best_score:.4f} at epoch {checkpoint.best_epoch}; wrote {out_dir}")
     return out_dir

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_MODEL = "unet-best"
+DEFAULT_MODEL = "wingmask-blend"
 #: What the commands accept for the default model, in any case (``--models DEFAULT``, ``--base default``).
 DEFAULT_ALIAS = "default"
 

@@ -130,3 +130,26 @@ class OpenVINORuntime:
             return request.get_output_tensor(0).data.copy()
         finally:
             self._idle.put(request)
+
+
+class BlendRuntime:
+    """A blend's two member engines: the U²-Net's only runs on the photos the U-Net is unsure of.
+
+    Returns both maps as channels (N, S, S, 2), as the blend's Keras graph does; where
+    the U²-Net was skipped its channel repeats the U-Net's map, which the blend's rule
+    ignores there (see :mod:`seg_core.runtime.blend`). OpenVINO runs a blend this way,
+    one engine per member branch: its converter gives wrong maps for the whole
+    two-network graph, while each branch converts exactly.
+    """
+
+    def __init__(self, unet, u2net, unsure: Callable[[np.ndarray], np.ndarray]):
+        self._unet, self._u2net, self._unsure = unet, u2net, unsure
+        self.name, self.precision = unet.name, unet.precision
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        first = self._unet(batch)
+        second = first.copy()
+        asked = np.flatnonzero(self._unsure(first[..., 0]))
+        if asked.size:
+            second[asked] = self._u2net(np.ascontiguousarray(batch[asked]))
+        return np.concatenate([first, second], axis=-1)

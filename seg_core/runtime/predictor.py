@@ -7,6 +7,7 @@ network's config asks for it (:mod:`seg_core.runtime.second_look`).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seg_core.core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, NetworkConfig, load_config
+from seg_core.core.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, BlendConfig, NetworkConfig, load_config
 from seg_core.core.imaging import preprocess, resize_probability
-from seg_core.runtime import engines, export, second_look
+from seg_core.runtime import blend, engines, export, second_look
 from seg_core.runtime.base import InferenceOptions, ModelLoadError, Predictor
 from seg_core.runtime.int8 import int8_model
 
@@ -101,15 +102,36 @@ class UNetPredictor(Predictor):
             size = self.config.input_size
             digest = export.folder_digest(self.directory) if self.directory else export.model_digest(self._model)
             try:
-                folder = export.openvino_export(self.name, digest, size, lambda: self.model)
-                xml = folder / export.OPENVINO_XML if precision != "int8" else self._int8_model(digest)
-                self._forward = engines.OpenVINORuntime(xml, precision)
+                if isinstance(self.config, BlendConfig):
+                    folders, self._forward = self._openvino_blend(digest, precision)
+                else:
+                    folders = [export.openvino_export(self.name, digest, size, lambda: self.model)]
+                    xml = folders[0] / export.OPENVINO_XML if precision != "int8" else self._int8_model(digest)
+                    self._forward = engines.OpenVINORuntime(xml, precision)
             except ModelLoadError:
                 raise
             except (export.ExportError, RuntimeError) as exc:  # OpenVINO reports compile failures as RuntimeError
                 raise engines.RuntimeUnavailableError(f"model {self.name!r} does not run on openvino: {exc}") from exc
-            self.parameters = int(export.read_meta(folder)["parameters"])
+            self.parameters = sum(int(export.read_meta(folder)["parameters"]) for folder in folders)
         self.runtime, self.precision = runtime, self._forward.precision
+
+    def _openvino_blend(self, digest: str, precision: str) -> tuple[list[Path], engines.BlendRuntime]:
+        """One OpenVINO engine per member branch of a blend; returns (their exports, the blend's engine)."""
+        if precision == "int8":
+            raise engines.PrecisionRefusedError(f"model {self.name!r} is a blend: it has no INT8 version")
+
+        def branch(key: str):
+            from seg_core.models.blend import branches  # Keras, only when the export is missing
+
+            return branches(self.model)[key]
+
+        size = self.config.input_size
+        folders = [
+            export.openvino_export(f"{self.name}.{key}", digest, size, lambda key=key: branch(key))
+            for key in BlendConfig.members
+        ]
+        unet, u2net = (engines.OpenVINORuntime(folder / export.OPENVINO_XML, precision) for folder in folders)
+        return folders, engines.BlendRuntime(unet, u2net, functools.partial(blend.unsure, config=self.config))
 
     def _int8_model(self, digest: str) -> Path:
         """The committed INT8 model of these weights (``digest``; see :mod:`seg_core.runtime.quantize`)."""
@@ -127,10 +149,15 @@ class UNetPredictor(Predictor):
         for n in (1, 4):
             self._forward(np.zeros((n, size, size, 3), np.float32))
 
+    def _maps(self, batch: np.ndarray) -> np.ndarray:
+        """The network's probability maps (N, S, S) for a batch at its input (a blend's two made one)."""
+        out = self._forward(batch)
+        return blend.combine(out, self.config) if isinstance(self.config, BlendConfig) else out[..., 0]
+
     def _forward_tta(self, batch: np.ndarray) -> np.ndarray:
         """Mean of the network over identity, left-right, up-down and a quarter turn, undone after."""
         views = np.concatenate([batch, batch[:, :, ::-1], batch[:, ::-1], np.rot90(batch, 1, axes=(1, 2))])
-        out = self._forward(np.ascontiguousarray(views))[..., 0]
+        out = self._maps(np.ascontiguousarray(views))
         n = len(batch)
         undone = [out[:n], out[n : 2 * n, :, ::-1], out[2 * n : 3 * n, ::-1], np.rot90(out[3 * n :], -1, axes=(1, 2))]
         return np.mean(undone, axis=0)
@@ -138,7 +165,7 @@ class UNetPredictor(Predictor):
     def predict_batch(self, images: list[np.ndarray], tta: bool = False) -> list[np.ndarray]:
         """Probability maps for several photos in one forward pass (one look each, no second look)."""
         batch = np.stack([preprocess(img, self.config.input_size, self.config.resample) for img in images])
-        out = self._forward_tta(batch) if tta else self._forward(batch)[..., 0]
+        out = self._forward_tta(batch) if tta else self._maps(batch)
         return [resize_probability(p, *img.shape[:2]) for p, img in zip(out, images, strict=False)]
 
     def predict_proba(self, image: np.ndarray, options: InferenceOptions | None = None) -> np.ndarray:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seg_core.core.config import BlendConfig
 from seg_core.core.imaging import preprocess
 from seg_core.core.paths import MODELS_DIR
 from seg_core.runtime.checks import check_path, read_checks
@@ -79,6 +80,9 @@ def quantize(
         raise QuantizeError(f"quantising needs NNCF: pip install -r requirements-quantize.txt ({exc})") from exc
     directory = Path(models_dir) / name
     predictor = UNetPredictor(directory, "keras", "fp32")
+    if isinstance(predictor.config, BlendConfig):
+        # OpenVINO reads the blend's whole graph wrongly (see runtime.engines.BlendRuntime).
+        raise QuantizeError(f"{name} is a blend of two networks; quantise its members instead")
     size = predictor.config.input_size
     digest = folder_digest(directory)
     export = openvino_export(name, digest, size, lambda: predictor.model)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from seg_core.core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE
+from seg_core.core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, BlendConfig, load_config
 from seg_core.core.imaging import to_png_bytes
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data import leeds
@@ -57,9 +57,9 @@ from seg_core.evaluation.evaluate import collection_summary, eval_path, evaluate
 from seg_core.evaluation.precision import check_model
 from seg_core.evaluation.results import EVAL_COLUMNS
 from seg_core.outputs.files import stem
-from seg_core.runtime.base import ModelLoadError, resolve_alias
+from seg_core.runtime.base import DEFAULT_ALIAS, ModelLoadError, resolve_alias
 from seg_core.runtime.engines import cpu_flags, openvino_available
-from seg_core.runtime.registry import baseline_names, load_predictor
+from seg_core.runtime.registry import baseline_names, load_predictor, trained_models
 from seg_core.service.jobs import JobCancelled, JobContext, JobRunner, JobStatus, process_jobs
 
 #: Seconds a fine-tune keeps back for what follows training, measured on this project's 2-core CPU with
@@ -168,8 +168,31 @@ def resolve_base(base: str, models_dir: str | os.PathLike = MODELS_DIR) -> Path:
     base = resolve_alias(base)
     for candidate in (Path(base), Path(models_dir) / base, MODELS_DIR / base):
         if (candidate / CONFIG_FILE).is_file():
-            return candidate
+            return _taught_member(candidate)
     raise rules.AdaptError(f"no trained model {base!r} in {models_dir} or {MODELS_DIR}")
+
+
+def teachable_models(models_dir: str | os.PathLike = MODELS_DIR) -> list[str]:
+    """The trained networks a collection can fine-tune (blends are not), the default's own first."""
+    folders = [Path(models_dir) / name for name in trained_models(models_dir)]
+    names = [f.name for f in folders if not isinstance(load_config(f)[1], BlendConfig)]
+    first = resolve_base(DEFAULT_ALIAS, models_dir).name
+    return sorted(names, key=lambda name: name != first)
+
+
+def _taught_member(folder: Path) -> Path:
+    """``folder``, or for a blend its U-Net member, beside it.
+
+    A blend is assembled, not trained; its U-Net is the member that learns a collection's
+    look within minutes (the U²-Net member is what already generalises).
+    """
+    if not isinstance(load_config(folder)[1], BlendConfig):
+        return folder
+    card = json.loads((folder / CARD_FILE).read_text())
+    member = folder.parent / next(m["name"] for m in card["members"] if m["role"] == "unet")
+    if not (member / CONFIG_FILE).is_file():
+        raise rules.AdaptError(f"{folder.name} is a blend whose U-Net member {member.name} is not in {folder.parent}")
+    return member
 
 
 def check_new_model_name(name: str, models_dir: str | os.PathLike = MODELS_DIR) -> str:
