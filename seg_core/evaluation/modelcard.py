@@ -125,14 +125,16 @@ of the output map {max(check["max_abs_difference"]):.1e}
 
 
 def _members(card: dict) -> str:
-    """What a blend is made of: its members, their shares and their weights' digests."""
+    """What a blend is made of: its members, their weights' digests and the rule that makes their maps one."""
     lines = "\n".join(
-        f"- {m['role']}: `{m['name']}` x {m['share']:g} (weights sha256 `{m['weights_sha256'][:16]}…`; "
+        f"- {m['role']}: `{m['name']}` (weights sha256 `{m['weights_sha256'][:16]}…`; "
         f"see `models/{m['name']}/README.md`)"
         for m in card["members"]
     )
+    rule = ", ".join(f"{key} {value:g}" for key, value in card["rule"].items())
     return f"""## Members
 {lines}
+- Rule (`seg_core/runtime/blend.py`): {rule}
 - Made with: `{card["command"]}` (no training of its own); libraries {json.dumps(card["library_versions"])}
 """
 
