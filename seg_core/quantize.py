@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seg_core.core.config import BlendConfig, load_config
+from seg_core.core.config import is_blend
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data.leeds import DATA_ENV, DatasetNotFoundError, load_split_photos
 from seg_core.runtime.base import ModelLoadError
@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Blends have no INT8 version of their own (quantise their members).
         every = trained_models(args.models_dir)
-        names = args.models or [
-            n for n in every if not isinstance(load_config(Path(args.models_dir) / n)[1], BlendConfig)
-        ]
+        names = args.models or [n for n in every if not is_blend(Path(args.models_dir) / n)]
         _, photos, _ = load_split_photos(args.data, "train", limit=args.photos)
         if not photos:
             raise DatasetNotFoundError("no readable train photos")

@@ -165,3 +165,8 @@ def load_config(directory: Path) -> tuple[str, NetworkConfig]:
     if len(families) != 1:
         raise ValueError(f"{CONFIG_FILE} needs exactly one of {', '.join(FAMILIES)}, found {families}")
     return data["model"], FAMILIES[families[0]].from_dict(data[families[0]])
+
+
+def is_blend(directory: Path) -> bool:
+    """True when the model folder ``directory`` holds a blend (assembled from two members, never trained)."""
+    return isinstance(load_config(directory)[1], BlendConfig)

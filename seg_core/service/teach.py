@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from seg_core.core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, BlendConfig, load_config
+from seg_core.core.config import CARD_FILE, CONFIG_FILE, HISTORY_FILE, is_blend
 from seg_core.core.imaging import to_png_bytes
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data import leeds
@@ -175,7 +175,7 @@ def resolve_base(base: str, models_dir: str | os.PathLike = MODELS_DIR) -> Path:
 def teachable_models(models_dir: str | os.PathLike = MODELS_DIR) -> list[str]:
     """The trained networks a collection can fine-tune (blends are not), the default's own first."""
     folders = [Path(models_dir) / name for name in trained_models(models_dir)]
-    names = [f.name for f in folders if not isinstance(load_config(f)[1], BlendConfig)]
+    names = [f.name for f in folders if not is_blend(f)]
     first = resolve_base(DEFAULT_ALIAS, models_dir).name
     return sorted(names, key=lambda name: name != first)
 
@@ -186,7 +186,7 @@ def _taught_member(folder: Path) -> Path:
     A blend is assembled, not trained; its U-Net is the member that learns a collection's
     look within minutes (the U²-Net member is what already generalises).
     """
-    if not isinstance(load_config(folder)[1], BlendConfig):
+    if not is_blend(folder):
         return folder
     card = json.loads((folder / CARD_FILE).read_text())
     member = folder.parent / next(m["name"] for m in card["members"] if m["role"] == "unet")
