@@ -116,6 +116,8 @@ class BlendConfig:
     gate_weight: float = 0.6
     input_size: int = INPUT_SIZE
 
+    #: The fields of the rule that makes the two maps one (what a blend recipe or ``--blend`` sets).
+    rule_fields: ClassVar[tuple[str, ...]] = ("unsure_ratio", "u2net_weight", "gate_ratio", "gate_weight")
     #: The members, in the order of the blend graph's output channels.
     members: ClassVar[tuple[str, str]] = ("unet", "u2net")
     family: ClassVar[str] = "blend"

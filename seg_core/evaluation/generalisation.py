@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from seg_core.core.config import WEIGHTS_FILE
+from seg_core.core.config import WEIGHTS_FILE, BlendConfig
 from seg_core.core.metrics import Confusion, confusion, iou
 from seg_core.core.paths import MODELS_DIR
 from seg_core.data import leeds
@@ -37,8 +37,6 @@ from seg_core.runtime.registry import load_predictor
 
 GENERALISATION_FILE = MODELS_DIR / "generalisation.csv"
 COLUMNS = ["recipe", "fold", "held_out", "image_id", "species", "height", "width", "tp", "fp", "fn", "tn", "infer_ms"]
-#: The fields of a blend recipe's rule (:class:`~seg_core.core.config.BlendConfig`).
-RULE_FIELDS = ("unsure_ratio", "u2net_weight", "gate_ratio", "gate_weight")
 #: What a zero-shot model's rows carry as their recipe, beside the model name.
 ZERO_SHOT = "zero-shot"
 
@@ -143,10 +141,10 @@ def read_blend_recipe(path: str | os.PathLike) -> BlendRecipe | None:
     members = recipe["blend"]
     if not (isinstance(members, list) and len(members) == 2 and all(isinstance(m, str) for m in members)):
         raise ValueError(f"{path}: blend names two recipes (a U-Net's, then a U²-Net's), got {members!r}")
-    unknown = set(recipe) - {"blend", *RULE_FIELDS}
+    unknown = set(recipe) - {"blend", *BlendConfig.rule_fields}
     if unknown:
         raise ValueError(f"{path}: unknown blend recipe keys {sorted(unknown)}")
-    return BlendRecipe(tuple(members), {key: float(recipe[key]) for key in RULE_FIELDS if key in recipe})
+    return BlendRecipe(tuple(members), {key: float(recipe[key]) for key in BlendConfig.rule_fields if key in recipe})
 
 
 def run_blend(

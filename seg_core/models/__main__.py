@@ -93,12 +93,7 @@ def write_blend(args: argparse.Namespace) -> Path:
     for folder in (unet_dir, u2net_dir):
         if not (folder / WEIGHTS_FILE).is_file():
             raise SystemExit(f"error: no trained model in {folder}")
-    rule = {
-        "unsure_ratio": args.unsure_ratio,
-        "u2net_weight": args.u2net_weight,
-        "gate_ratio": args.gate_ratio,
-        "gate_weight": args.gate_weight,
-    }
+    rule = {key: getattr(args, key) for key in BlendConfig.rule_fields}
     if not all(0.0 <= share <= 1.0 for share in (args.u2net_weight, args.gate_weight)):
         raise SystemExit("error: --u2net-weight and --gate-weight are shares between 0 and 1")
     try:
