@@ -72,8 +72,9 @@ st.subheader("Beyond Leeds", anchor=False)
 st.write(
     "The U-Nets learnt from Leeds photos of ten species only. u2netp never saw a butterfly: it is rembg's "
     "generic background remover, trained on everyday salient objects. u2netp-butterfly is u2netp fine-tuned on "
-    "the Leeds photos in colours turned around the colour circle, and wingmask-blend runs unet-best and "
-    "u2netp-butterfly together, leaning on the second where the first finds little butterfly. The test split "
+    "the Leeds photos in colours turned around the colour circle; unet-colour is unet-best taught the same "
+    "colours. wingmask-blend runs unet-colour and u2netp-butterfly together, leaning on the second where the "
+    "first is unsure or finds little butterfly. The test split "
     "holds the same ten species, so it cannot tell how a model does on others; the leave-species-out benchmark "
     "can: each recipe is trained five times, each time without two species, and tested on every photo of the two "
     "it never saw (a blend recipe blends two recipes' fold models). Its recipes are sized for a 2-core CPU, "

@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also validate on robust-augmented val photos (fixed seed) and keep the best mean IoU",
     )
+    p.add_argument(
+        "--recolour-val",
+        action="store_true",
+        help="also validate on recoloured val photos (a hue turn or a channel order each, fixed seed) "
+        "and keep the best mean IoU",
+    )
     p.add_argument("--init", type=Path, help="start from the weights in this model folder (fine-tuning)")
     p.add_argument("--patience", type=int, default=30, help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=42)

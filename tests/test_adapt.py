@@ -171,8 +171,8 @@ def test_names_from_outside_are_checked(place, tmp_path, capsys):
     with pytest.raises(teaching.AdaptError, match="no trained model"):
         teach.resolve_base("no-such-model", tmp_path)
     # The default is a blend: it is taught through its U-Net member, and only networks are offered as bases.
-    assert teach.resolve_base("DEFAULT").name == teach.resolve_base("default").name == "unet-best"
-    assert teach.teachable_models()[0] == "unet-best" and "wingmask-blend" not in teach.teachable_models()
+    assert teach.resolve_base("DEFAULT").name == teach.resolve_base("default").name == "unet-colour"
+    assert teach.teachable_models()[0] == "unet-colour" and "wingmask-blend" not in teach.teachable_models()
 
 
 def test_corrections_are_saved_into_a_collection_that_a_fine_tune_reads(tmp_path, monkeypatch):

@@ -768,7 +768,7 @@ def test_robustness_page_charts_every_condition_for_the_chosen_models(tmp_path, 
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 1
     table = at.dataframe[0].value
-    networks = [DEFAULT_MODEL, "u2netp", "u2netp-butterfly", "unet-bce", "unet-best", "unet-light"]
+    networks = [DEFAULT_MODEL, "u2netp", "u2netp-butterfly", "unet-bce", "unet-best", "unet-colour", "unet-light"]
     assert len(table) == len(robustness.CONDITIONS) and list(table.columns) == networks
     assert sorted(captions(at)) == sorted(c.label for c in robustness.CONDITIONS.values())
     at.multiselect(key="rob_models").set_value(["grabcut"])

@@ -158,6 +158,19 @@ def test_the_blend_engine_asks_the_u2net_only_about_photos_the_unet_is_unsure_of
     assert np.array_equal(maps[[0, 2], ..., 1], unet_maps[[0, 2], ..., 0]) and (maps[1, ..., 1] == 0.9).all()
 
 
+def test_warming_a_blend_engine_runs_both_members_on_photos_the_unet_is_sure_of():
+    seen = []
+
+    def member(key):
+        return _Engine(lambda photos: seen.append((key, len(photos))) or np.zeros((*photos.shape[:3], 1), np.float32))
+
+    engine = BlendRuntime(member("unet"), member("u2net"), lambda maps: np.zeros(len(maps), bool))
+    engine(np.zeros((2, 10, 10, 3), np.float32))
+    assert seen == [("unet", 2)]
+    engine.warm(np.zeros((4, 10, 10, 3), np.float32))
+    assert seen[1:] == [("unet", 4), ("u2net", 4)]
+
+
 def test_openvino_runs_a_blend_as_keras_does(members, tmp_path):
     pytest.importorskip("openvino")
     unet, u2net = members

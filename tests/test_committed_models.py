@@ -17,7 +17,9 @@ PHOTOS = sorted((SAMPLES / "images").glob("*.jpg"))
 
 
 def test_the_recipes_and_the_default_are_committed():
-    assert {"unet-best", "unet-bce", "unet-light", "u2netp-butterfly", DEFAULT_MODEL} <= set(trained_models())
+    assert {"unet-best", "unet-bce", "unet-light", "unet-colour", "u2netp-butterfly", DEFAULT_MODEL} <= set(
+        trained_models()
+    )
     assert trained_models()[0] == DEFAULT_MODEL
 
 
@@ -26,14 +28,14 @@ def test_samples_come_from_the_test_split():
     assert len(PHOTOS) == 10 and all(p.stem in test_ids for p in PHOTOS)
 
 
-@pytest.mark.parametrize("name", ["unet-best", "unet-bce", "unet-light"])
+@pytest.mark.parametrize("name", ["unet-best", "unet-bce", "unet-light", "unet-colour"])
 def test_model_card_pins_the_split(name):
     card = json.loads((REPO_ROOT / "models" / name / CARD_FILE).read_text())
     assert card["split_sha256"] == file_sha256(SPLIT_FILE)
     assert card["parameters"] > 0 and card["input_size"] == 256 and card["loss"] in {"bce", "bce_dice"}
 
 
-@pytest.mark.parametrize("name", ["unet-best", "unet-bce", "unet-light"])
+@pytest.mark.parametrize("name", ["unet-best", "unet-bce", "unet-light", "unet-colour"])
 def test_committed_model_segments_sample_photos(name):
     predictor = load_predictor(name)
     for photo in PHOTOS[:4]:

@@ -142,7 +142,7 @@ def test_teach_page_starts_one_fine_tune_shows_its_progress_and_cancels_it(colle
     at.text_input(key="teach_name").input("")
     at.button(key="teach_start").click()
     rerun(at)
-    assert calls == [("unet-best", "moths", "moths-unet-best", 10)]
+    assert calls == [("unet-colour", "moths", "moths-unet-colour", 10)]
     assert started.wait(10)
     rerun(at)
     assert at.button(key="teach_start").disabled, "one fine-tune at a time"

@@ -52,12 +52,14 @@ def _card_of(recipe: Path) -> dict:
 
 def test_committed_recipes_are_the_trained_models_and_their_earlier_stages():
     assert [p.stem for p in RECIPES] == [
+        "u2netp-butterfly-stage1",
         "u2netp-butterfly",
         "unet-bce",
         "unet-best-stage1",
         "unet-best-stage2",
         "unet-best-stage3",
         "unet-best",
+        "unet-colour",
         "unet-light-stage1",
         "unet-light-stage2",
         "unet-light",
@@ -237,15 +239,42 @@ def test_validation_metrics_add_scores_to_the_logs():
     assert logs["val_changed_iou"] == 1.0 and set(validation.epochs[0]) == set(logs) - {"loss"}
 
 
+def test_validation_metrics_score_the_recoloured_set_under_its_own_name():
+    model = _tiny_model()
+    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype("float32")
+    model.layers[-1].set_weights([np.zeros((3, 3, 3, 1)), np.array([5.0])])  # everything foreground
+    half = np.ones((2, 8, 8), "float32")
+    half[:, :4] = 0.0
+    validation = train.ValidationMetrics(x, np.ones((2, 8, 8), "float32"), recoloured=(x, half))
+    validation.set_model(model)
+    logs: dict[str, float] = {}
+    validation.on_epoch_end(0, logs)
+    assert logs["val_iou"] == 1.0 and logs["val_recoloured_iou"] == pytest.approx(0.5)
+    assert not any(key.startswith("val_changed") for key in logs)
+
+
+def test_recoloured_views_change_the_colours_not_the_masks():
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (20, 30, 3), dtype=np.uint8) for _ in range(3)]
+    masks = [(rng.random((20, 30)) > 0.5).astype(np.uint8) * 255 for _ in range(3)]
+    x, y = train.recoloured_views(images, masks, 16, seed=3)
+    plain_x, plain_y = train.validation_view(images, masks, 16)
+    again_x, _ = train.recoloured_views(images, masks, 16, seed=3)
+    assert x.shape == plain_x.shape and np.array_equal(y, plain_y) and np.array_equal(x, again_x)
+    assert not np.allclose(x, plain_x)
+
+
 def test_epoch_line_marks_the_best_epoch(capsys):
     checkpoint = train.BestCheckpoint(Path("unused"), _tiny_model())
     checkpoint.best_epoch = 2
     line = train.EpochLine(checkpoint)
     line.on_epoch_end(0, {"loss": 0.5, "val_iou": 0.81234, "val_dice": 0.9})
     line.on_epoch_end(1, {"loss": 0.4, "val_iou": 0.9, "val_dice": 0.95, "val_changed_iou": 0.7})
-    first, second = capsys.readouterr().out.splitlines()
+    line.on_epoch_end(2, {"loss": 0.3, "val_iou": 0.9, "val_dice": 0.95, "val_recoloured_iou": 0.6})
+    first, second, third = capsys.readouterr().out.splitlines()
     assert first == "epoch 1: loss 0.5000 val_iou 0.8123 val_dice 0.9000"
     assert second == "epoch 2: loss 0.4000 val_iou 0.9000 val_dice 0.9500 val_changed_iou 0.7000 *best*"
+    assert third == "epoch 3: loss 0.3000 val_iou 0.9000 val_dice 0.9500 val_recoloured_iou 0.6000"
 
 
 # Tiny end-to-end runs
@@ -297,20 +326,23 @@ def test_a_recipe_file_trains_with_overrides(tmp_path):
     recipe = RECIPES_DIR / "unet-light-stage1.toml"
     args = ["--config", str(recipe), "--out-dir", str(tmp_path / "models"), "--data", str(tmp_path / "data")]
     args += ["--split", str(split_file), "--size", "32", "--limit", "4", "--epochs", "1", "--workers", "1"]
-    out = train.train(train_cli.parse_args(args))
+    out = train.train(train_cli.parse_args([*args, "--recolour-val"]))
     assert out == tmp_path / "models" / "unet-light"
     card = json.loads((out / CARD_FILE).read_text())
     assert card["recipe_file"] == "recipes/unet-light-stage1.toml"
     assert card["recipe"] == train.load_recipe(recipe)["recipe"]
     assert (card["architecture"], card["input_size"], card["epochs_run"], card["epochs_max"]) == ("unet8", 32, 1, 1)
     assert (card["augment_preset"], card["robust_validation"], card["time_limit_seconds"]) == ("robust", True, 1200)
+    assert card["recoloured_validation"]
     assert (card["train_photos"], card["val_photos"], card["best_epoch"]) == (4, 4, 1)
     assert card["initial_weights"] == {
         "folder": "models/unet-light",
         "weights_sha256": file_sha256(MODELS_DIR / "unet-light" / WEIGHTS_FILE),
     }
     assert set(card["validation_at_input_size"]) == {
-        f"{prefix}_{m}" for prefix in ("val", "val_changed") for m in ("accuracy", "dice", "iou", "mean_iou")
+        f"{prefix}_{m}"
+        for prefix in ("val", "val_changed", "val_recoloured")
+        for m in ("accuracy", "dice", "iou", "mean_iou")
     }
     assert load_config(out)[0] == "unet8" and load_config(out)[1].input_size == 32
     assert (out / CONFIG_FILE).is_file()

@@ -110,7 +110,8 @@ class BlendConfig:
 
     unet: UNetConfig = UNetConfig()
     u2net: U2NetConfig = U2NetConfig(input_size=192, minmax_output=False, resample="bilinear", second_look=True)
-    unsure_ratio: float = 0.15
+    # The committed wingmask-blend's rule, chosen on the validation photos (README, "How the blend was chosen").
+    unsure_ratio: float = 0.1
     u2net_weight: float = 0.5
     gate_ratio: float = 0.3
     gate_weight: float = 0.6

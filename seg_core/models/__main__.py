@@ -2,7 +2,7 @@
 
     python -m seg_core.models
     python -m seg_core.models --import-onnx ../shared/pretrained/u2netp/u2netp.onnx --arch u2netp --name u2netp
-    python -m seg_core.models --blend unet-best u2netp-butterfly --name wingmask-blend
+    python -m seg_core.models --blend unet-colour u2netp-butterfly --unsure-ratio 0.1 --name wingmask-blend
 
 An import builds the architecture, loads the ONNX file's weights into it, checks it
 against the ONNX graph on the sample photos (largest absolute difference of the output

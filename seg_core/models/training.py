@@ -34,7 +34,7 @@ from seg_core.core.imaging import preprocess, resize_mask
 from seg_core.core.metrics import Confusion, all_metrics, confusion
 from seg_core.core.paths import REPO_ROOT
 from seg_core.data import leeds as data
-from seg_core.data.augment import AugmentConfig, PhotoPool, augment_pair
+from seg_core.data.augment import AugmentConfig, PhotoPool, augment_pair, recolour
 from seg_core.models.losses import LOSSES
 from seg_core.models.registry import create_model, model_config
 
@@ -53,6 +53,7 @@ RECIPE_KEYS = (
     "grey_chance",
     "recolour",
     "robust_val",
+    "recolour_val",
     "loss",
     "epochs",
     "lr",
@@ -65,7 +66,7 @@ RECIPE_KEYS = (
     "size",
 )
 #: Recipe keys that are on/off flags (``true`` or ``false`` in the file).
-RECIPE_FLAGS = ("no_augment", "robust_val")
+RECIPE_FLAGS = ("no_augment", "robust_val", "recolour_val")
 #: Recipe keys holding paths, read relative to the repository root so a recipe works from any folder.
 RECIPE_PATHS = ("init",)
 
@@ -121,13 +122,21 @@ class ValidationMetrics(keras.callbacks.Callback):
     """Scores the model on validation photos after each epoch and adds the scores to the epoch's logs.
 
     Writes ``val_<metric>`` for every metric of :mod:`seg_core.core.metrics` (counts
-    summed over the photos, threshold 0.5), and ``val_changed_<metric>`` for the
-    optional second set, so the callbacks after it read them like Keras' own.
+    summed over the photos, threshold 0.5), ``val_changed_<metric>`` for the
+    optional set of changed photos and ``val_recoloured_<metric>`` for the optional
+    recoloured ones, so the callbacks after it read them like Keras' own.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, changed: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        changed: tuple[np.ndarray, np.ndarray] | None = None,
+        recoloured: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         super().__init__()
-        self.sets = [("val", x, y)] + ([("val_changed", *changed)] if changed is not None else [])
+        extra = [("val_changed", changed), ("val_recoloured", recoloured)]
+        self.sets = [("val", x, y)] + [(prefix, *views) for prefix, views in extra if views is not None]
         #: The scores of every epoch so far, in order.
         self.epochs: list[dict[str, float]] = []
 
@@ -244,12 +253,10 @@ class EpochLine(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        changed = f" val_changed_iou {logs['val_changed_iou']:.4f}" if "val_changed_iou" in logs else ""
+        extra = "".join(f" {key} {logs[key]:.4f}" for key in ("val_changed_iou", "val_recoloured_iou") if key in logs)
         print(
             f"epoch {epoch + 1}: loss {float(logs.get('loss', math.nan)):.4f} val_iou {logs['val_iou']:.4f} "
-            f"val_dice {logs['val_dice']:.4f}"
-            + changed
-            + (" *best*" if self.checkpoint.best_epoch == epoch + 1 else ""),
+            f"val_dice {logs['val_dice']:.4f}" + extra + (" *best*" if self.checkpoint.best_epoch == epoch + 1 else ""),
             flush=True,
         )
 
@@ -339,6 +346,12 @@ def changed_views(images, masks, size: int, seed: int) -> tuple[np.ndarray, np.n
     return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 
 
+def recoloured_views(images, masks, size: int, seed: int, resample: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """The validation photos in other colours (a hue turn or a channel order each, fixed by ``seed``)."""
+    recoloured = [recolour(image, np.random.default_rng((seed, 2 * 10**6, k))) for k, image in enumerate(images)]
+    return validation_view(recoloured, masks, size, resample)
+
+
 def augmentation(args: argparse.Namespace) -> AugmentConfig | None:
     """The augmentation the options ask for: None, or the basic or robust preset with its chance overrides.
 
@@ -411,12 +424,18 @@ def train(args: argparse.Namespace) -> Path:
     )
     save_config(config, args.model, out_dir)
 
-    # With a second validation set of changed photos, the best checkpoint is the
-    # one with the best mean of plain and changed IoU, so a gain on hard photos
-    # is not bought with a loss on ordinary ones.
+    # With more validation sets (changed photos, recoloured photos), the best
+    # checkpoint is the one with the best mean IoU over all of them, so a gain on
+    # hard photos is not bought with a loss on ordinary ones.
     changed = changed_views(val_images, val_masks, config.input_size, args.seed) if args.robust_val else None
-    monitor = ("val_iou", "val_changed_iou") if args.robust_val else ("val_iou",)
-    validation = ValidationMetrics(x_val, y_val, changed)
+    recoloured = (
+        recoloured_views(val_images, val_masks, config.input_size, args.seed, config.resample)
+        if args.recolour_val
+        else None
+    )
+    extra_sets = {"val_changed_iou": changed, "val_recoloured_iou": recoloured}
+    monitor = ("val_iou", *(key for key, views in extra_sets.items() if views is not None))
+    validation = ValidationMetrics(x_val, y_val, changed, recoloured)
     checkpoint = BestCheckpoint(out_dir / WEIGHTS_FILE, create_model(args.model, **overrides), monitor)
     history = HistoryCSV(out_dir / HISTORY_FILE)
     callbacks = [validation, history, checkpoint, EpochLine(checkpoint), EarlyStop(args.patience, monitor)]
@@ -445,6 +464,7 @@ def train(args: argparse.Namespace) -> Path:
         "augmentation": augment.to_dict() if augment else None,
         "augment_preset": None if args.no_augment else args.augment,
         "robust_validation": bool(args.robust_val),
+        "recoloured_validation": bool(args.recolour_val),
         "initial_weights": init,
         "epochs_run": len(validation.epochs),
         "epochs_max": args.epochs,

@@ -153,3 +153,8 @@ class BlendRuntime:
         if asked.size:
             second[asked] = self._u2net(np.ascontiguousarray(batch[asked]))
         return np.concatenate([first, second], axis=-1)
+
+    def warm(self, batch: np.ndarray) -> None:
+        """Run both engines on ``batch``, so the first photo the U-Net is unsure of pays no one-off cost."""
+        self._unet(batch)
+        self._u2net(batch)

@@ -146,8 +146,10 @@ class UNetPredictor(Predictor):
         kernel preparation); loading calls this so that no photo does.
         """
         size = self.config.input_size
+        # A blend's engine runs its U²-Net only on unsure photos; a blank one may not be.
+        forward = self._forward.warm if isinstance(self._forward, engines.BlendRuntime) else self._forward
         for n in (1, 4):
-            self._forward(np.zeros((n, size, size, 3), np.float32))
+            forward(np.zeros((n, size, size, 3), np.float32))
 
     def _maps(self, batch: np.ndarray) -> np.ndarray:
         """The network's probability maps (N, S, S) for a batch at its input (a blend's two made one)."""
