@@ -433,9 +433,8 @@ def train(args: argparse.Namespace) -> Path:
         if args.recolour_val
         else None
     )
-    extra_sets = {"val_changed_iou": changed, "val_recoloured_iou": recoloured}
-    monitor = ("val_iou", *(key for key, views in extra_sets.items() if views is not None))
     validation = ValidationMetrics(x_val, y_val, changed, recoloured)
+    monitor = tuple(f"{prefix}_iou" for prefix, *_ in validation.sets)
     checkpoint = BestCheckpoint(out_dir / WEIGHTS_FILE, create_model(args.model, **overrides), monitor)
     history = HistoryCSV(out_dir / HISTORY_FILE)
     callbacks = [validation, history, checkpoint, EpochLine(checkpoint), EarlyStop(args.patience, monitor)]
