@@ -164,12 +164,13 @@ def run_blend(
     # Imported here, as training is passed to run_recipe: this module stays free of
     # TensorFlow until a recipe actually runs.
     from seg_core.models.blend import assemble
-    from seg_core.runtime.engines import openvino_available
+    from seg_core.runtime.engines import available_runtimes
     from seg_core.runtime.predictor import UNetPredictor
 
     scan = leeds.scan_dataset(leeds.resolve_data_dir(data_dir))
     split = leeds.load_split(split_file)
     by_id = {s.id: s for s in scan.samples}
+    runtime = available_runtimes()[0]
     rows = []
     for fold, held_out in enumerate(folds):
         folders = [work_dir / f"{member}-fold{fold}" / "model" for member in blend.members]
@@ -179,7 +180,6 @@ def run_blend(
                     f"{recipe}: no fold model in {folder}; run its recipe with the same --work-dir first"
                 )
         config, model = assemble(*folders, **blend.rule)
-        runtime = "openvino" if openvino_available() else "keras"
         predictor = UNetPredictor.from_model(model, config, f"{recipe}-fold{fold}", runtime=runtime)
         test = [by_id[i] for i in fold_split(split, held_out, by_id)["test"]]
         rows += score_photos(predictor, test, recipe, fold, held_out, progress)
